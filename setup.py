@@ -1,0 +1,43 @@
+"""tulu-jax: the Tülu 3 post-training recipe for Llama 3.1 in JAX."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax[cpu]==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "tensorflow-datasets==4.9.10",
+    "sentencepiece==0.2.3",
+    "transformers==5.23.0",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "numpy>=2.0,<2.5",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "pyarrow>=15",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+]
+
+EXTRAS = {
+    # torch is only the reference implementation in tests and benchmarks (the CPU build on this machine).
+    "test": ["pytest>=8", "torch==2.13.0"],
+    # Ahead-of-time compilation for TPU topologies from a CPU machine.
+    "tpu-plan": ["libtpu"],
+}
+
+setup(
+    name="tulu-jax",
+    version="0.1.0",
+    description="The Tülu 3 post-training recipe (SFT, length-normalized DPO, RLVR) for Llama 3.1 in JAX",
+    python_requires=">=3.11",
+    packages=find_packages(include=["tulu_jax", "tulu_jax.*", "data_pipeline", "data_pipeline.*"]),
+    include_package_data=True,
+    package_data={"data_pipeline": ["assets/**/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["tulu-jax=tulu_jax.cli:main"]},
+)

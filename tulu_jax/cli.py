@@ -1,0 +1,68 @@
+"""The ``tulu-jax`` command line: one subcommand per module in ``tulu_jax/commands``.
+
+A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+Errors a user can cause (``TuluError``) are printed without a traceback; ``--debug`` shows one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+from tulu_jax import __version__
+from tulu_jax.errors import TuluError
+
+import tulu_jax.commands as commands_package
+
+
+def discover_commands() -> dict[str, ModuleType]:
+    """Every command module under ``tulu_jax.commands``, keyed by its NAME."""
+    found = {}
+    for info in pkgutil.iter_modules(commands_package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands_package.__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "run"):
+            found[module.NAME] = module
+    return dict(sorted(found.items()))
+
+
+def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tulu-jax",
+        description="The Tülu 3 post-training recipe (SFT, DPO, RLVR) for Llama 3.1 in JAX.",
+    )
+    parser.add_argument("--version", action="version", version=f"tulu-jax {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in commands.items():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = discover_commands()
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except TuluError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``tulu-jax`` CLI, discovered by ``tulu_jax.cli``."""

@@ -1,0 +1,217 @@
+"""The Llama 3.1 model config: shapes, rope scaling, dtype/remat/scan policy, presets, and the HF mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from tulu_jax.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3.1 ("llama3") frequency scaling; every number comes from the checkpoint's config."""
+
+    rope_type: Literal["llama3", "default"] = "llama3"
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    vocab_size: int = 128256
+    hidden_size: int = 4096
+    intermediate_size: int = 14336
+    num_layers: int = 32
+    num_heads: int = 32
+    num_kv_heads: int = 8
+    head_dim: Optional[int] = None  # default hidden_size // num_heads
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 500000.0
+    rope_scaling: Optional[RopeScaling] = field(default_factory=RopeScaling)
+    max_position_embeddings: int = 131072
+    tie_word_embeddings: bool = False
+    bos_token_id: Optional[int] = 128000
+    eos_token_id: Optional[int] = 128001
+    pad_token_id: Optional[int] = None
+    # Execution policy (not part of the checkpoint).
+    param_dtype: Literal["float32", "bfloat16"] = "float32"
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    remat: Literal["none", "full", "dots"] = "none"
+    scan_layers: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(
+                f"model.num_heads ({self.num_heads}) must be a multiple of model.num_kv_heads ({self.num_kv_heads}) "
+                "for grouped-query attention"
+            )
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size ({self.hidden_size}) is not divisible by model.num_heads ({self.num_heads}); "
+                "set model.head_dim explicitly"
+            )
+        if self.resolved_head_dim % 2:
+            raise ConfigError(f"model.head_dim must be even for rotary embeddings, got {self.resolved_head_dim}")
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    def replace(self, **changes: Any) -> "LlamaConfig":
+        return dataclasses.replace(self, **changes)
+
+    def num_params(self) -> int:
+        """Parameter count from the shapes (embeddings and head included)."""
+        d, f, v = self.hidden_size, self.intermediate_size, self.vocab_size
+        hd = self.resolved_head_dim
+        attention = d * hd * (self.num_heads * 2 + self.num_kv_heads * 2)
+        layer = attention + 3 * d * f + 2 * d
+        head = 0 if self.tie_word_embeddings else d * v
+        return v * d + self.num_layers * layer + d + head
+
+
+def _llama31(**shape: Any) -> LlamaConfig:
+    return LlamaConfig(**shape)
+
+
+PRESETS: dict[str, LlamaConfig] = {
+    "llama3.1-8b": _llama31(hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8),
+    "llama3.1-70b": _llama31(hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8),
+    "llama3.1-405b": _llama31(
+        hidden_size=16384, intermediate_size=53248, num_layers=126, num_heads=128, num_kv_heads=8
+    ),
+    # Tiny shapes for tests and the CPU demo; rope scaling kept with a short original context so it matters.
+    "tiny": LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        max_position_embeddings=2048,
+        rope_theta=10000.0,
+        rope_scaling=RopeScaling(factor=8.0, original_max_position_embeddings=32),
+        bos_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+    ),
+    # The benchmark "small" config.
+    "small": LlamaConfig(
+        vocab_size=8192,
+        hidden_size=512,
+        intermediate_size=1536,
+        num_layers=8,
+        num_heads=8,
+        num_kv_heads=4,
+        max_position_embeddings=4096,
+        rope_theta=500000.0,
+        bos_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> LlamaConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides)
+
+
+# ---- Hugging Face LlamaConfig <-> ours -------------------------------------------------------------
+
+
+def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
+    """Read a Hugging Face ``config.json`` mapping (transformers 4.x ``rope_scaling`` or 5.x ``rope_parameters``)."""
+    architectures = hf.get("architectures") or []
+    model_type = hf.get("model_type")
+    if model_type != "llama" or (architectures and not any("Llama" in a for a in architectures)):
+        raise ConfigError(
+            f"{where}: model_type={model_type!r}, architectures={architectures!r}: only Llama checkpoints "
+            "(model_type 'llama', LlamaForCausalLM) can be converted"
+        )
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope_theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("llama3", "default"):
+        raise ConfigError(f"{where}: rope type {rope_type!r} is not supported (llama3 or default)")
+    scaling = None
+    if rope_type == "llama3":
+        scaling = RopeScaling(
+            rope_type="llama3",
+            factor=float(rope["factor"]),
+            low_freq_factor=float(rope["low_freq_factor"]),
+            high_freq_factor=float(rope["high_freq_factor"]),
+            original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
+        )
+    if hf.get("attention_bias") or hf.get("mlp_bias"):
+        raise ConfigError(f"{where}: attention_bias/mlp_bias are not supported (Llama 3.1 has no biases)")
+    eos = hf.get("eos_token_id")
+    if isinstance(eos, list):
+        eos = eos[0] if eos else None
+    return LlamaConfig(
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
+        head_dim=hf.get("head_dim"),
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
+        rope_theta=float(rope_theta),
+        rope_scaling=scaling,
+        max_position_embeddings=hf.get("max_position_embeddings", 131072),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=eos,
+        pad_token_id=hf.get("pad_token_id"),
+    )
+
+
+def to_hf_dict(config: LlamaConfig, torch_dtype: str = "float32") -> dict[str, Any]:
+    """A ``config.json`` mapping that the installed transformers reads back to the same model."""
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling is not None and config.rope_scaling.rope_type == "llama3":
+        scaling = config.rope_scaling
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": config.rope_theta,
+            "factor": scaling.factor,
+            "low_freq_factor": scaling.low_freq_factor,
+            "high_freq_factor": scaling.high_freq_factor,
+            "original_max_position_embeddings": scaling.original_max_position_embeddings,
+        }
+    hf = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "head_dim": config.resolved_head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.rms_norm_eps,
+        "max_position_embeddings": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "pad_token_id": config.pad_token_id,
+        "torch_dtype": torch_dtype,
+        "dtype": torch_dtype,
+        # Both spellings: transformers 5.x reads rope_parameters, 4.x reads rope_scaling + rope_theta.
+        "rope_parameters": rope,
+        "rope_theta": config.rope_theta,
+        "rope_scaling": None if rope["rope_type"] == "default" else dict(rope),
+    }
+    return hf
