@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pyarrow>=15",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
+    "langdetect==1.0.9",
 ]
 
 EXTRAS = {

@@ -1,0 +1,146 @@
+"""The device mesh and the one table that maps logical axis names to mesh axes.
+
+Changing a parallelism strategy is an edit of ``LOGICAL_AXIS_RULES``, not of the model. Parameters,
+optimizer state and activations all take their shardings from it. A dimension whose size the mesh axes do
+not divide is replicated instead (say, 8 KV heads over a tensor axis of 16) and reported by ``describe``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tulu_jax.errors import MeshError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical axis -> mesh axis (or axes, or None for replicated)
+LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("layers", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("norm", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+)
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Sizes of the mesh axes; one of them may be -1 to take all remaining devices."""
+
+    data: int = 1
+    fsdp: int = -1
+    tensor: int = 1
+
+    def __post_init__(self) -> None:
+        sizes = (self.data, self.fsdp, self.tensor)
+        if sum(size == -1 for size in sizes) > 1:
+            raise MeshError(f"mesh: at most one of data/fsdp/tensor may be -1, got {sizes}")
+        if any(size == 0 or size < -1 for size in sizes):
+            raise MeshError(f"mesh: sizes must be positive or -1, got data={self.data} fsdp={self.fsdp} tensor={self.tensor}")
+
+    def resolve(self, device_count: int) -> tuple[int, int, int]:
+        sizes = [self.data, self.fsdp, self.tensor]
+        known = math.prod(size for size in sizes if size != -1)
+        if -1 in sizes:
+            if device_count % known:
+                raise MeshError(
+                    f"mesh: {device_count} devices cannot be split with data={self.data} fsdp={self.fsdp} "
+                    f"tensor={self.tensor} ({known} does not divide {device_count})"
+                )
+            sizes[sizes.index(-1)] = device_count // known
+        if math.prod(sizes) != device_count:
+            raise MeshError(
+                f"mesh: data×fsdp×tensor = {sizes[0]}×{sizes[1]}×{sizes[2]} = {math.prod(sizes)} but there are "
+                f"{device_count} devices; make the product equal the device count or set one axis to -1"
+            )
+        return tuple(sizes)  # type: ignore[return-value]
+
+
+def make_mesh(config: MeshConfig, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    devices = list(jax.devices() if devices is None else devices)
+    shape = config.resolve(len(devices))
+    try:
+        device_grid = jax.experimental.mesh_utils.create_device_mesh(shape, devices=devices)
+    except Exception:  # noqa: BLE001 - topology-aware placement is a nicety; fall back to the plain order
+        device_grid = np.asarray(devices).reshape(shape)
+    return Mesh(device_grid, MESH_AXES)
+
+
+def mesh_spec(logical: Sequence[Optional[str]], shape: Optional[Sequence[int]] = None, mesh: Optional[Mesh] = None) -> PartitionSpec:
+    """The mesh ``PartitionSpec`` for logical axis names; with ``shape`` and ``mesh``, undividable dims replicate."""
+    rules = dict(LOGICAL_AXIS_RULES)
+    used: set[str] = set()
+    spec = []
+    for index, name in enumerate(logical):
+        target = rules.get(name) if name is not None else None
+        axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
+        axes = tuple(axis for axis in axes if axis not in used)  # a mesh axis shards one dim at most
+        if shape is not None and mesh is not None:
+            axes = tuple(axis for axis in axes if mesh.shape[axis] > 1)
+            if axes and shape[index] % math.prod(mesh.shape[axis] for axis in axes):
+                axes = ()
+        used.update(axes)
+        spec.append(None if not axes else (axes[0] if len(axes) == 1 else axes))
+    return PartitionSpec(*spec)
+
+
+def tree_shardings(mesh: Mesh, logical_axes: Any, shapes: Any) -> Any:
+    """``NamedSharding``s for a pytree, from its logical ``PartitionSpec`` leaves and its shapes."""
+    return jax.tree.map(
+        lambda logical, shaped: NamedSharding(mesh, mesh_spec(tuple(logical), shaped.shape, mesh)),
+        logical_axes,
+        shapes,
+        is_leaf=lambda leaf: isinstance(leaf, PartitionSpec),
+    )
+
+
+def batch_sharding(mesh: Mesh, rank: int = 2) -> NamedSharding:
+    """Batch dim over (data, fsdp), the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (rank - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
+    size = data_parallel_size(mesh)
+    if batch_size % size:
+        raise MeshError(
+            f"{what} {batch_size} is not divisible by the data-parallel size data×fsdp = {size}; "
+            f"use a multiple of {size}"
+        )
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh) -> Iterator[Mesh]:
+    """Trace under this mesh and the logical rules, so activation constraints in the model take effect."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+        yield mesh
+
+
+def describe(mesh: Mesh, shardings: Any) -> str:
+    """One line per sharded leaf kind: how the mesh splits each parameter."""
+    lines = [f"mesh {dict(mesh.shape)}"]
+    for path, sharding in jax.tree_util.tree_flatten_with_path(shardings)[0]:
+        lines.append(f"  {jax.tree_util.keystr(path)}: {sharding.spec}")
+    return "\n".join(lines)
