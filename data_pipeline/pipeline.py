@@ -1,0 +1,161 @@
+"""From a ``DataConfig`` to token rows: read → check → mix → split eval → tokenize → pack or pad.
+
+``prepare_data`` is what stages call; it returns numpy rows (CONTRACTS.md batch keys) ready for
+``loader.BatchLoader``, and a summary that says what was taken, dropped, truncated and how full rows are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from data_pipeline.config import DataConfig, SourceConfig
+from data_pipeline.errors import DataError
+from data_pipeline.examples import ExampleEncoder
+from data_pipeline.mixture import format_mixture_table, mix
+from data_pipeline.packing import left_pad, pack_examples, pad_examples, packing_efficiency
+from data_pipeline.schema import DropCounter, infer_kind, validate_records
+from data_pipeline.sources import Record, read_source
+from data_pipeline.tokenizer import Tokenizer, load_tokenizer
+
+
+@dataclass
+class PreparedData:
+    """Rows for training (and evaluation): SFT → packed or padded token rows; preference → ``chosen_*`` and
+    ``rejected_*`` rows; RLVR → a list of ``{"prompt_ids", "ground_truth", "dataset"}`` prompts."""
+
+    kind: str
+    train: Any
+    eval: Any
+    tokenizer: Tokenizer
+    summary: list[str] = field(default_factory=list)
+
+
+def resolve_kind(config: DataConfig, sources: Sequence[SourceConfig]) -> str:
+    """The configured record kind, or the kind of the first record of the first source."""
+    if config.kind != "auto":
+        return config.kind
+    for record in read_source(sources[0]):
+        return infer_kind(record.data)
+    raise DataError(f"data source {sources[0].display_name} is empty")
+
+
+def load_checked(source: SourceConfig, kind: str, config: DataConfig, summary: list[str]) -> list[Record]:
+    """All valid records of one source; invalid ones raise or are counted, per ``invalid_records``."""
+    dropped = DropCounter()
+    records = list(validate_records(read_source(source), kind, config.invalid_records, dropped))
+    if dropped.total:
+        summary.append(dropped.report(f"{source.display_name}: invalid {kind} records skipped"))
+    if not records:
+        raise DataError(
+            f"data source {source.display_name} has no valid {kind} records"
+            + (f" ({dropped.report('all skipped')})" if dropped.total else "")
+        )
+    return records
+
+
+def mixed_records(config: DataConfig, kind: str, summary: list[str]) -> tuple[list[Record], list[Record]]:
+    """The training mixture and the evaluation records (from eval_sources, or held out by eval_fraction).
+
+    ``eval_fraction`` is held out from each source before its amount is applied, so an upsampled record
+    never lands in both sets.
+    """
+    evaluation: list[Record] = []
+    positions = iter(range(len(config.sources)))  # mix() loads the sources in order
+
+    def load_training_part(source: SourceConfig) -> list[Record]:
+        records, position = load_checked(source, kind, config, summary), next(positions)
+        if config.eval_fraction <= 0:
+            return records
+        order = np.random.default_rng([config.seed, position, 1_000_003]).permutation(len(records))
+        held_out = int(round(config.eval_fraction * len(records)))
+        evaluation.extend(records[i] for i in np.sort(order[:held_out]))
+        summary.append(f"{source.display_name}: held out {held_out} records for evaluation")
+        return [records[i] for i in np.sort(order[held_out:])]
+
+    train, table = mix(config.sources, load_training_part, config.seed)
+    summary.append("data mixture:\n" + format_mixture_table(table))
+    if config.eval_sources:
+        evaluation, _ = mix(config.eval_sources, lambda s: load_checked(s, kind, config, summary), config.seed)
+    return train, evaluation
+
+
+def _encode_all(records: Sequence[Record], encode: Callable[[dict], Any]) -> list[Any]:
+    results = []
+    for record in records:
+        try:
+            result = encode(record.data)
+        except DataError as error:
+            raise DataError(f"{record.origin}: {error}") from None
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def _sft_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[dict]:
+    examples = _encode_all(records, encoder.sft)
+    if not examples:
+        return None
+    pad_id = encoder.tokenizer.pad_id
+    if config.packing == "packed":
+        return pack_examples(examples, config.max_seq_len, pad_id)
+    return pad_examples(examples, config.max_seq_len, pad_id)
+
+
+def _preference_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[dict]:
+    pairs = _encode_all(records, encoder.preference)
+    if not pairs:
+        return None
+    pad_id = encoder.tokenizer.pad_id
+    chosen = pad_examples([pair[0] for pair in pairs], config.max_seq_len, pad_id)
+    rejected = pad_examples([pair[1] for pair in pairs], config.max_seq_len, pad_id)
+    return {**{f"chosen_{k}": v for k, v in chosen.items()}, **{f"rejected_{k}": v for k, v in rejected.items()}}
+
+
+def _rlvr_prompts(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[list]:
+    prompts = []
+    for record in records:
+        ids = encoder.rlvr_prompt(record.data)
+        if ids is not None:
+            prompts.append({"prompt_ids": ids, "ground_truth": record.data["ground_truth"],
+                            "dataset": record.data["dataset"]})
+    return prompts or None
+
+
+BUILDERS = {"sft": _sft_rows, "preference": _preference_rows, "rlvr": _rlvr_prompts}
+
+
+def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[str], None] = print) -> PreparedData:
+    """Build the training (and evaluation) rows that ``config`` describes; ``kind`` overrides ``config.kind``."""
+    if not config.sources:
+        raise DataError("data.sources is empty: list at least one dataset (path, and optionally amount)")
+    kind = kind or resolve_kind(config, config.sources)
+    summary: list[str] = []
+    train_records, eval_records = mixed_records(config, kind, summary)
+    tokenizer = load_tokenizer(config.tokenizer)
+    encoder = ExampleEncoder(tokenizer, config)
+    train = BUILDERS[kind](encoder, train_records, config)
+    if train is None:
+        raise DataError(f"no training examples left after tokenization ({encoder.report()})")
+    evaluation = BUILDERS[kind](encoder, eval_records, config) if eval_records else None
+    summary.append(encoder.report())
+    if kind == "sft":
+        summary.append(f"{len(train['input_ids'])} rows of {config.max_seq_len} tokens ({config.packing}), "
+                       f"{packing_efficiency(train):.1%} real tokens")
+    for line in summary:
+        log(line)
+    return PreparedData(kind, train, evaluation, tokenizer, summary)
+
+
+def rlvr_batch_fn(pad_id: int, prompt_length: int) -> Callable[[Sequence[dict]], dict]:
+    """Collate RLVR prompts: ``prompt_ids``/``prompt_mask`` left-padded to ``prompt_length``; labels stay lists."""
+
+    def collate(prompts: Sequence[dict]) -> dict:
+        ids, mask = left_pad([prompt["prompt_ids"] for prompt in prompts], pad_id, prompt_length)
+        return {"prompt_ids": ids, "prompt_mask": mask,
+                "ground_truth": [prompt["ground_truth"] for prompt in prompts],
+                "dataset": [prompt["dataset"] for prompt in prompts]}
+
+    return collate

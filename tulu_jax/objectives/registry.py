@@ -1,0 +1,142 @@
+"""Advantage estimators and policy losses by name, so PPO and GRPO run through one RL learner.
+
+An advantage estimator maps a finished rollout to per-token advantages (and value targets when it
+uses a value model); a policy loss maps current and stored log-probs plus advantages to a scalar.
+Both take an :class:`RLObjectiveConfig` for their hyperparameters. New variants register with
+:func:`register_advantage_estimator` / :func:`register_policy_loss` and become selectable by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal, NamedTuple
+
+import jax.numpy as jnp
+
+from tulu_jax.errors import ConfigError
+from tulu_jax.objectives.advantages import gae, grpo_advantages
+from tulu_jax.objectives.grpo import grpo_loss
+from tulu_jax.objectives.kl import kl_estimate, per_token_rewards
+from tulu_jax.objectives.masked import masked_whiten
+from tulu_jax.objectives.ppo import ppo_policy_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class RLObjectiveConfig:
+    """Hyperparameters of the RL objectives; defaults are Tülu 3 RLVR (PPO) for 8B."""
+
+    advantage_estimator: Literal["gae", "grpo"] = "gae"
+    policy_loss: Literal["ppo", "grpo"] = "ppo"
+    kl_beta: float = 0.05  # β of the KL penalty (in the reward for PPO, in the loss for GRPO)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # used in PPO's per-token reward; GRPO's loss uses k3
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    clip_eps: float = 0.2
+    value_clip: float = 0.2
+    group_size: int = 1  # GRPO: samples per prompt, consecutive in the batch
+    group_std: Literal["sample", "population"] = "sample"
+
+
+class Rollout(NamedTuple):
+    """What an advantage estimator may read; per-token arrays are ``[batch, response_length]``."""
+
+    sequence_scores: jnp.ndarray  # [batch] verifier reward per response
+    response_mask: jnp.ndarray  # 1 on generated tokens (through EOS), 0 on padding
+    old_logprobs: jnp.ndarray  # policy log-probs at sampling time
+    reference_logprobs: jnp.ndarray | None = None
+    values: jnp.ndarray | None = None  # value-model estimates, needed by GAE
+
+
+class Advantages(NamedTuple):
+    advantages: jnp.ndarray  # [batch, response_length], 0 outside the response
+    returns: jnp.ndarray | None  # value targets; None when no value model is used
+    rewards: jnp.ndarray | None  # per-token rewards, when the estimator forms them
+
+
+AdvantageEstimator = Callable[[Rollout, RLObjectiveConfig], Advantages]
+# (new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config) -> (loss, metrics)
+PolicyLoss = Callable[..., tuple]
+
+_ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+_POLICY_LOSSES: dict[str, PolicyLoss] = {}
+
+
+def register_advantage_estimator(name: str):
+    """Decorator: make an estimator selectable as ``advantage_estimator: name``."""
+
+    def register(function: AdvantageEstimator) -> AdvantageEstimator:
+        _ADVANTAGE_ESTIMATORS[name] = function
+        return function
+
+    return register
+
+
+def register_policy_loss(name: str):
+    """Decorator: make a policy loss selectable as ``policy_loss: name``."""
+
+    def register(function: PolicyLoss) -> PolicyLoss:
+        _POLICY_LOSSES[name] = function
+        return function
+
+    return register
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r}; allowed: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def get_advantage_estimator(name: str) -> AdvantageEstimator:
+    """The registered estimator called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_ADVANTAGE_ESTIMATORS, name, "advantage estimator")
+
+
+def get_policy_loss(name: str) -> PolicyLoss:
+    """The registered policy loss called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_POLICY_LOSSES, name, "policy loss")
+
+
+def advantage_estimator_names() -> tuple[str, ...]:
+    return tuple(sorted(_ADVANTAGE_ESTIMATORS))
+
+
+def policy_loss_names() -> tuple[str, ...]:
+    return tuple(sorted(_POLICY_LOSSES))
+
+
+@register_advantage_estimator("gae")
+def gae_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
+    """PPO: KL-penalised per-token rewards, GAE against the value model, advantages whitened over valid tokens."""
+    if rollout.values is None or rollout.reference_logprobs is None:
+        raise ConfigError("advantage_estimator 'gae' needs a value model and reference log-probs in the rollout")
+    kl = kl_estimate(rollout.old_logprobs, rollout.reference_logprobs, config.kl_estimator)
+    rewards = per_token_rewards(kl, rollout.sequence_scores, rollout.response_mask, config.kl_beta)
+    advantages, returns = gae(rewards, rollout.values, rollout.response_mask, config.gamma, config.lam)
+    if config.whiten_advantages:
+        advantages = masked_whiten(advantages, rollout.response_mask)
+    return Advantages(advantages, returns, rewards)
+
+
+@register_advantage_estimator("grpo")
+def grpo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
+    """GRPO: each response's group-normalised score on every one of its tokens; no value model, no KL reward."""
+    per_response = grpo_advantages(rollout.sequence_scores, config.group_size, std=config.group_std)
+    valid = jnp.asarray(rollout.response_mask) != 0
+    return Advantages(jnp.where(valid, per_response[:, None], 0.0), None, None)
+
+
+@register_policy_loss("ppo")
+def ppo_policy_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
+    """PPO's clipped surrogate; the KL to the reference already sits in the rewards."""
+    del reference_logprobs
+    return ppo_policy_loss(new_logprobs, old_logprobs, advantages, response_mask, config.clip_eps)
+
+
+@register_policy_loss("grpo")
+def grpo_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
+    """GRPO's clipped surrogate plus β·k3 to the reference."""
+    return grpo_loss(
+        new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config.clip_eps, config.kl_beta
+    )
