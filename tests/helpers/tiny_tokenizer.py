@@ -4,13 +4,9 @@ sentencepiece model. Deterministic: the same files on every call."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
-
-BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<pad>"
-MARKERS = ("<|system|>", "<|user|>", "<|assistant|>")
+from data_pipeline.tokenizer_training import BOS, EOS, PAD, ROLE_MARKERS as MARKERS, train_bpe_tokenizer
 
 TRAINING_TEXT = [
     "The quick brown fox jumps over the lazy dog.",
@@ -25,32 +21,7 @@ TRAINING_TEXT = [
 
 def build_tiny_tokenizer(directory: str | Path, vocab_size: int = 400) -> Path:
     """Write tokenizer.json + tokenizer_config.json into ``directory`` and return it."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS, EOS, PAD, *MARKERS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(TRAINING_TEXT, trainer=trainer)
-    tokenizer.save(str(directory / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": BOS,
-        "eos_token": EOS,
-        "pad_token": PAD,
-        "chat_template": TULU_CHAT_TEMPLATE,
-        "model_max_length": 4096,
-        "clean_up_tokenization_spaces": False,
-    }
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    return directory
+    return train_bpe_tokenizer(TRAINING_TEXT, directory, vocab_size=vocab_size)
 
 
 def build_tiny_sentencepiece(directory: str | Path, vocab_size: int = 400) -> Path:

@@ -1,0 +1,113 @@
+"""The evaluation side held in memory: every eval n-gram hash with the instance and word position it comes from.
+
+``EvalIndex.candidate_pairs`` takes the n-gram hashes of a chunk of training texts and returns,
+for every (training text, eval instance) pair sharing an n-gram, the fraction of the eval
+instance's words covered by n-grams found in THAT training text. Hashes only pick candidates;
+``overlap.py`` confirms the pairs above the threshold on the words themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from data_pipeline.decontaminate.words import hash_batch, ngram_hashes, words
+
+
+@dataclass(frozen=True)
+class CandidatePairs:
+    """Pairs of a chunk: ``train_text`` (index in the chunk), ``eval_instance`` and hashed ``matched_fraction``."""
+
+    train_text: np.ndarray  # int64 [pairs]
+    eval_instance: np.ndarray  # int64 [pairs]
+    matched_fraction: np.ndarray  # float64 [pairs]
+
+
+def _ragged_arange(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for each start and count, without a Python loop."""
+    total = int(counts.sum())
+    shifts = starts - (np.cumsum(counts) - counts)
+    return np.arange(total, dtype=np.int64) + np.repeat(shifts, counts)
+
+
+class EvalIndex:
+    """n-gram postings of the eval prompts: sorted unique hashes, and for each its (instance, position) list."""
+
+    def __init__(self, prompts: Sequence[str], n: int = 8, batch_size: int = 16384):
+        self.n = n
+        self.tokens = [words(prompt) for prompt in prompts]  # kept for the exact confirmation
+        self.token_counts = np.array([len(tokens) for tokens in self.tokens], dtype=np.int64)
+        hash_parts, instance_parts, position_parts = [], [], []
+        for start in range(0, len(prompts), batch_size):
+            word_hashes, word_text = hash_batch(prompts[start : start + batch_size])
+            hashes, text_index, first_word = ngram_hashes(word_hashes, word_text, n)
+            # Word position inside its own text = global position minus the text's first word.
+            text_first_word = np.searchsorted(word_text, np.arange(word_text.max(initial=-1) + 1))
+            hash_parts.append(hashes)
+            instance_parts.append(text_index + start)
+            position_parts.append(first_word - text_first_word[text_index])
+        hashes = np.concatenate(hash_parts) if hash_parts else np.zeros(0, dtype=np.uint64)
+        order = np.argsort(hashes, kind="stable")
+        sorted_hashes = hashes[order]
+        self.posting_instance = np.concatenate(instance_parts)[order] if hash_parts else np.zeros(0, np.int64)
+        self.posting_position = np.concatenate(position_parts)[order] if hash_parts else np.zeros(0, np.int64)
+        is_first = np.ones(len(sorted_hashes), dtype=bool)
+        is_first[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+        self.unique_hashes = sorted_hashes[is_first]
+        # postings of unique_hashes[u] are posting_*[posting_start[u] : posting_start[u + 1]]
+        self.posting_start = np.append(np.flatnonzero(is_first), len(sorted_hashes)).astype(np.int64)
+        self._build_prefilter()
+
+    def _build_prefilter(self) -> None:
+        # A bitmap over the top hash bits (~16 slots per eval n-gram) rejects nearly every training
+        # n-gram with one random read, so the binary search only runs on the few that pass.
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1) * 16)), 10, 30))
+        self._prefilter_shift = np.uint64(64 - bits)
+        self._prefilter = np.zeros(1 << bits, dtype=bool)
+        self._prefilter[self.unique_hashes >> self._prefilter_shift] = True
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def candidate_pairs(self, texts: Sequence[str]) -> CandidatePairs:
+        """Every (training text, eval instance) pair of the chunk sharing an n-gram, with its hashed coverage."""
+        if len(self.unique_hashes) == 0:
+            return _coverage(*(np.zeros(0, dtype=np.int64),) * 3, self.n, self.token_counts)
+        word_hashes, word_text = hash_batch(texts)
+        hashes, text_index, _ = ngram_hashes(word_hashes, word_text, self.n)
+        maybe = np.flatnonzero(self._prefilter[hashes >> self._prefilter_shift])
+        slot = np.searchsorted(self.unique_hashes, hashes[maybe])
+        slot_in_range = np.minimum(slot, len(self.unique_hashes) - 1)
+        found = (slot < len(self.unique_hashes)) & (self.unique_hashes[slot_in_range] == hashes[maybe])
+        hit_text, hit_slot = text_index[maybe[found]], slot[found]
+        # A training text repeating an n-gram covers the same eval words once.
+        key = np.unique(hit_text * len(self.unique_hashes) + hit_slot)
+        hit_text, hit_slot = key // len(self.unique_hashes), key % len(self.unique_hashes)
+
+        counts = self.posting_start[hit_slot + 1] - self.posting_start[hit_slot]
+        postings = _ragged_arange(self.posting_start[hit_slot], counts)
+        train_text = np.repeat(hit_text, counts)
+        eval_instance = self.posting_instance[postings]
+        position = self.posting_position[postings]
+        return _coverage(train_text, eval_instance, position, self.n, self.token_counts)
+
+
+def _coverage(train_text, eval_instance, position, n, token_counts) -> CandidatePairs:
+    """Per (train, eval) pair, the share of eval words inside the union of matched n-grams [pos, pos + n)."""
+    if len(train_text) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return CandidatePairs(empty, empty, np.zeros(0))
+    order = np.lexsort((position, eval_instance, train_text))
+    train_text, eval_instance, position = train_text[order], eval_instance[order], position[order]
+    pair_begins = np.ones(len(order), dtype=bool)
+    pair_begins[1:] = (train_text[1:] != train_text[:-1]) | (eval_instance[1:] != eval_instance[:-1])
+    # Sorted windows of equal length n: each adds min(n, gap to the next window of its pair) new words.
+    gap_to_next = np.full(len(order), n, dtype=np.int64)
+    gap_to_next[:-1] = np.minimum(n, position[1:] - position[:-1])
+    gap_to_next[np.flatnonzero(pair_begins)[1:] - 1] = n  # the last window of each pair
+    starts = np.flatnonzero(pair_begins)
+    covered = np.add.reduceat(gap_to_next, starts)
+    pair_eval = eval_instance[starts]
+    return CandidatePairs(train_text[starts], pair_eval, covered / token_counts[pair_eval])
