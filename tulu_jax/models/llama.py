@@ -49,6 +49,7 @@ def unembedding_matrix(params, config: LlamaConfig) -> jnp.ndarray:
 
 class Llama(nn.Module):
     config: LlamaConfig
+    with_lm_head: bool = True  # False for scalar-head models (reward/value), which never need logits
 
     def setup(self) -> None:
         c = self.config
@@ -74,7 +75,7 @@ class Llama(nn.Module):
         else:
             self.layer_list = [layer_class(c, name=f"layers_{i}") for i in range(c.num_layers)]
         self.norm = RMSNorm(c, name="norm")
-        if not c.tie_word_embeddings:
+        if self.with_lm_head and not c.tie_word_embeddings:
             self.lm_head = _LMHead(c, name="lm_head")
 
     def __call__(
