@@ -29,7 +29,17 @@ class LlamaScalarHead(nn.Module):
         hidden = Llama(self.config, with_lm_head=False, name="model")(
             input_ids, positions=positions, segment_ids=segment_ids, return_hidden=True
         )
-        kernel = _param(self, "score", (self.config.hidden_size,), ("embed",), nn.initializers.zeros)
+        return _ScoreHead(self.config, name="score")(hidden)
+
+
+class _ScoreHead(nn.Module):
+    """``{"kernel": [embed]}``, zero at init so a fresh head scores every sequence 0."""
+
+    config: LlamaConfig
+
+    @nn.compact
+    def __call__(self, hidden: jnp.ndarray) -> jnp.ndarray:
+        kernel = _param(self, "kernel", (self.config.hidden_size,), ("embed",), nn.initializers.zeros)
         return jnp.einsum("bld,d->bl", hidden.astype(jnp.float32), kernel.astype(jnp.float32))
 
 

@@ -1,0 +1,140 @@
+"""What every stage does the same way: find the model, set up the mesh, resume, export to Hugging Face."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from tulu_jax.config import from_dict, to_dict
+from tulu_jax.errors import ConfigError
+from tulu_jax.hf import load_hf_checkpoint, read_hf_config, save_hf_checkpoint
+from tulu_jax.models import PRESETS, LlamaConfig, init_params, preset
+
+log = logging.getLogger(__name__)
+
+# Fields of LlamaConfig that change how a model runs, not what it is: the only overrides a checkpoint takes.
+POLICY_FIELDS = ("param_dtype", "compute_dtype", "remat", "scan_layers")
+EXPORT_DIR = "hf"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``source``: a preset name (random init), a Hugging Face Llama directory, or the output_dir of an
+    earlier stage (its ``hf/`` export is loaded). ``overrides``: LlamaConfig fields; for a checkpoint only
+    the execution policy (param_dtype, compute_dtype, remat, scan_layers) may change."""
+
+    source: str = "tiny"
+    overrides: dict = field(default_factory=dict)
+
+
+def model_directory(source: str) -> Optional[Path]:
+    """The HF directory behind ``source``, or None when it names a preset."""
+    path = Path(source)
+    if (path / "config.json").is_file():
+        return path
+    if (path / EXPORT_DIR / "config.json").is_file():
+        return path / EXPORT_DIR
+    if source in PRESETS:
+        return None
+    raise ConfigError(
+        f"model.source {source!r} is neither a preset ({', '.join(PRESETS)}), nor a Hugging Face directory "
+        f"(with config.json), nor an earlier stage's output_dir (with {EXPORT_DIR}/config.json)"
+    )
+
+
+def resolve_model_config(model: ModelConfig) -> LlamaConfig:
+    """The LlamaConfig the stage trains, without reading any weights."""
+    directory = model_directory(model.source)
+    if directory is None:
+        try:
+            return from_dict(LlamaConfig, {**to_dict(preset(model.source)), **model.overrides}, where="model")
+        except TypeError as error:
+            raise ConfigError(f"model.overrides: {error}") from None
+    not_policy = sorted(set(model.overrides) - set(POLICY_FIELDS))
+    if not_policy:
+        raise ConfigError(
+            f"model.overrides {not_policy} would change the shapes of the checkpoint {directory}; "
+            f"only {', '.join(POLICY_FIELDS)} may be overridden"
+        )
+    return read_hf_config(directory).replace(**model.overrides)
+
+
+def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int) -> Any:
+    """Host (numpy) params from the checkpoint, or a random init (seeded) for a preset."""
+    directory = model_directory(model.source)
+    if directory is None:
+        return jax.device_get(init_params(config, jax.random.PRNGKey(seed)))
+    policy = {name: getattr(config, name) for name in POLICY_FIELDS}
+    _, params = load_hf_checkpoint(directory, **policy)
+    return params
+
+
+def host_params(params: Any) -> Any:
+    """Full numpy copies of (possibly sharded, possibly multi-host) params."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(params, tiled=True)
+    return jax.device_get(params)
+
+
+def export_hf(
+    directory: Path,
+    params: Any,
+    config: LlamaConfig,
+    tokenizer_dir: Optional[str],
+    chat_template: Optional[str],
+    special_ids: dict[str, Optional[int]],
+    run_config: Optional[dict] = None,
+) -> Path:
+    """Write a directory that ``transformers`` loads and chats with: weights, config, tokenizer, chat template.
+
+    ``special_ids`` (bos/eos/pad token ids of the tokenizer) go into config.json and generation_config.json
+    so that generation stops where training taught the model to stop.
+    """
+    params = host_params(params)
+    if jax.process_index() != 0:
+        return Path(directory)
+    config = config.replace(**{f"{name}_token_id": value for name, value in special_ids.items()})
+    tokenizer_path = Path(tokenizer_dir) if tokenizer_dir and Path(tokenizer_dir).is_dir() else None
+    save_hf_checkpoint(Path(directory), params, config, tokenizer_dir=tokenizer_path)
+    if chat_template is not None:
+        _write_chat_template(Path(directory), chat_template)
+    if run_config is not None:
+        (Path(directory) / "tulu_jax_config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+    return Path(directory)
+
+
+def _write_chat_template(directory: Path, chat_template: str) -> None:
+    """Put the template in tokenizer_config.json (and chat_template.jinja, which transformers 5 prefers)."""
+    config_path = directory / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    tokenizer_config["chat_template"] = chat_template
+    config_path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+    if (directory / "chat_template.jinja").is_file():
+        (directory / "chat_template.jinja").write_text(chat_template)
+
+
+def run_config_dict(stage_config: Any, model_config: LlamaConfig) -> dict:
+    """The resolved config saved with checkpoints and exports: the stage config plus the model it built."""
+    return {**to_dict(stage_config), "resolved_model": to_dict(model_config)}
+
+
+def check_vocab(config: LlamaConfig, tokenizer_vocab_size: int, tokenizer_path: str) -> None:
+    if tokenizer_vocab_size > config.vocab_size:
+        raise ConfigError(
+            f"the tokenizer {tokenizer_path} has {tokenizer_vocab_size} tokens but the model's vocab_size is "
+            f"{config.vocab_size}; use a matching tokenizer or set model.overrides.vocab_size"
+        )
+
+
+def numpy_batch(batch: dict) -> dict:
+    """Only the numeric arrays of a loader batch (the step takes nothing else)."""
+    return {key: value for key, value in batch.items() if isinstance(value, np.ndarray) and value.dtype != object}
+

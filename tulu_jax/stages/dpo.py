@@ -1,0 +1,263 @@
+"""Stage 2 of Tülu 3: direct preference optimisation (length-normalised ``dpo_norm`` by default).
+
+Read top to bottom: config → preference rows with example indices → model → reference log-probs (cached
+pass before training, or computed in the step) → preference loss on one forward of chosen+rejected →
+jitted step → the shared loop → Hugging Face export. Formulas: ../shared/RECIPE.md section 5.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import jax
+import jax.numpy as jnp
+
+from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
+from data_pipeline.config import DataConfig
+from data_pipeline.loader import BatchLoader
+from data_pipeline.pipeline import prepare_data
+from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
+from tulu_jax.config import check_choice, to_yaml
+from tulu_jax.errors import ConfigError
+from tulu_jax.models import LlamaConfig, param_logical_axes
+from tulu_jax.models.params import param_shapes
+from tulu_jax.objectives import PREFERENCE_LOSS_TYPES, preference_loss
+from tulu_jax.reference_cache import ReferenceLogps, default_cache_dir
+from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
+from tulu_jax.stages import preference_training as pt
+from tulu_jax.stages.common import (
+    EXPORT_DIR, ModelConfig, check_vocab, export_hf, load_model_params, resolve_model_config, run_config_dict,
+)
+from tulu_jax.stages.dpo_reference import (
+    cached_reference_logps, in_step_reference, jit_reference_pass, reference_cache_key,
+)
+from tulu_jax.stages.preference_batches import (
+    PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps, with_example_index,
+)
+from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.loop import LoopSpec, run_training
+from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
+from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
+from tulu_jax.training.step import build_eval_step, build_train_step
+
+log = logging.getLogger(__name__)
+
+BATCH_RANKS = {**{key: 2 for key in PAIR_KEYS}, **{key: 1 for key in REFERENCE_KEYS}}
+
+
+@dataclass(frozen=True)
+class DPOObjectiveConfig:
+    loss_type: str = "dpo_norm"  # dpo | dpo_norm | simpo | ipo | wpo
+    beta: float = 5.0
+    label_smoothing: float = 0.0
+    gamma_beta_ratio: float = 0.3  # simpo's γ/β
+    reference: Literal["cached", "in_step"] = "cached"
+    reference_model: str = ""  # a preset, HF directory or stage output_dir; "" = the initial policy
+    reference_cache_dir: str = ""  # "" = $TULU_JAX_CACHE/reference_logps or ~/.cache/tulu-jax/reference_logps
+    reference_batch_size: Optional[int] = None  # pairs per reference-pass batch; None = the micro-batch
+    logits_chunk_size: int = 1024  # positions whose vocabulary logits exist at once
+
+    def __post_init__(self) -> None:
+        check_choice("dpo.loss_type", self.loss_type, PREFERENCE_LOSS_TYPES)
+        if self.beta <= 0:
+            raise ConfigError(f"dpo.beta must be positive, got {self.beta}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"dpo.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.loss_type != "simpo"
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    output_dir: str = "runs/dpo"
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(kind="preference", packing="padded", max_seq_len=2048))
+    dpo: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=5e-7))
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.1))
+    training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+@dataclass
+class DPOResult:
+    export_dir: Optional[Path]
+    params: Any  # final policy params (device arrays)
+    eval_metrics: dict  # mean metrics on the held-out pairs at the end ({} without an eval split)
+    reference_cache_hit: Optional[bool]  # None when no cache was used (in_step or simpo)
+    reference_batches_computed: int  # batches of the reference pass run by this process (0 on a hit)
+
+
+def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> Callable:
+    """``loss_fn(params, micro_batch, context)``: policy log-probs of both sides in one forward, then the loss."""
+
+    def loss_fn(params, batch, context):
+        policy = pair_sequence_logps(model_config, params, batch, objective.logits_chunk_size)
+        loss, metrics = preference_loss(
+            policy["chosen_logps"], policy["rejected_logps"],
+            batch["reference_chosen_logps"], batch["reference_rejected_logps"],
+            policy["chosen_lengths"], policy["rejected_lengths"],
+            loss_type=objective.loss_type, beta=objective.beta, label_smoothing=objective.label_smoothing,
+            gamma_beta_ratio=objective.gamma_beta_ratio,
+        )
+        pairs = batch["chosen_input_ids"].shape[0]
+        return pt.additive_pair_metrics(loss, metrics, pairs, context["global_pairs"])
+
+    return loss_fn
+
+
+def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> DPOResult:
+    """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``."""
+    output_dir = Path(config.output_dir)
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    objective, training = config.dpo, config.training
+
+    # Data: preference rows, each tagged with its example index.
+    prepared = prepare_data(config.data, kind="preference", log=log.info)
+    train_rows = with_example_index(prepared.train)
+    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
+    model_config = resolve_model_config(config.model)
+    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
+    mesh = make_mesh(config.mesh)
+    micro_batch = training.batch_size // training.micro_batches
+    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
+    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
+                         shuffle=config.data.shuffle, process_index=jax.process_index(),
+                         process_count=jax.process_count())
+    total_steps = training.total_steps(loader.steps_per_epoch)
+
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
+    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    run_config = run_config_dict(config, model_config)
+    if is_writer:
+        (output_dir / "config.yaml").write_text(to_yaml(config))
+
+    # The initial policy; it is also the reference unless dpo.reference_model names another model.
+    state = create_train_state(load_model_params(config.model, model_config, config.seed), optimizer,
+                               config.seed, shardings)
+    reference_model = ModelConfig(objective.reference_model, config.model.overrides) if objective.reference_model else config.model
+    reference_config = resolve_model_config(reference_model) if objective.reference_model else model_config
+
+    def reference_params(copy: bool):
+        if not objective.reference_model:
+            if not copy:
+                return state.params
+            # Kept through training, so a copy: the train state's buffers are donated to the first step.
+            return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings.params)(state.params)
+        if reference_config != model_config:
+            raise ConfigError(f"dpo.reference_model {objective.reference_model!r} has another shape than the policy")
+        return jax.device_put(load_model_params(reference_model, reference_config, config.seed), shardings.params)
+
+    to_device = pt.to_device_fn(mesh, tuple(BATCH_RANKS))
+    cache_hit, computed = None, [0]
+    if objective.uses_reference and objective.reference == "cached":
+        reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
+        cache_dir = objective.reference_cache_dir or str(default_cache_dir())
+        pass_batch = objective.reference_batch_size or micro_batch
+        check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
+        pair_device = pt.to_device_fn(mesh, PAIR_KEYS)
+        lazy_params = _Lazy(lambda: reference_params(copy=False))
+
+        def references(rows, split):
+            values, hit = cached_reference_logps(
+                rows=rows, key=reference_cache_key(reference_model, reference_config, config.seed, config.data, rows),
+                cache_dir=cache_dir, params=lazy_params, reference_pass=lambda p, b: reference_pass(p.value, b),
+                to_device=pair_device, batch_size=pass_batch,
+                on_compute=lambda batches: computed.__setitem__(0, computed[0] + batches),
+            )
+            log.info("reference log-probs of the %s split: %s", split, "cache hit" if hit else "computed and cached")
+            return values, hit
+
+        train_reference, cache_hit = references(train_rows, "train")
+        eval_reference = references(eval_rows, "eval")[0] if eval_rows is not None else None
+        del lazy_params  # a separately loaded reference model is freed before training
+    else:
+        train_reference = ReferenceLogps.zeros(num_pairs(train_rows))
+        eval_reference = ReferenceLogps.zeros(num_pairs(eval_rows)) if eval_rows is not None else None
+
+    in_step = objective.uses_reference and objective.reference == "in_step"
+    batches = pt.PairBatches(loader, PAIR_KEYS, None if in_step else train_reference.lookup)
+    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
+    restored = pt.resume_state(checkpointer, config.checkpoint.resume, resume,
+                               abstract_state(optimizer, shapes, shardings), batches)
+    frozen_reference = reference_params(copy=True) if in_step else None
+    if restored is not None:
+        state = restored
+
+    # The step and the evaluation, jitted once.
+    loss_fn = make_dpo_loss(model_config, objective)
+    train_step = build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh)
+    eval_step = build_eval_step(loss_fn, pt.global_pairs_context)
+    if in_step:
+        reference_fn = in_step_reference(reference_config, objective.logits_chunk_size, training.micro_batches, mesh)
+        pair_ranks = {key: 2 for key in PAIR_KEYS}
+        jitted = pt.jit_pair_step(lambda s, b, r: train_step(s, {**b, **reference_fn(r, b)}), mesh, shardings,
+                                  pair_ranks, (shardings.params,))
+        step_fn = lambda s, b: jitted(s, b, frozen_reference)  # noqa: E731
+        jitted_eval = pt.jit_pair_eval(lambda p, b, r: eval_step(p, {**b, **in_step_reference(
+            reference_config, objective.logits_chunk_size, 1, mesh)(r, b)}), mesh, shardings.params, pair_ranks,
+            (shardings.params,))
+        evaluate_step = lambda p, b: jitted_eval(p, b, frozen_reference)  # noqa: E731
+        to_device = pt.to_device_fn(mesh, PAIR_KEYS)
+        eval_extend = None
+    else:
+        step_fn = pt.jit_pair_step(train_step, mesh, shardings, BATCH_RANKS)
+        evaluate_step = pt.jit_pair_eval(eval_step, mesh, shardings.params, BATCH_RANKS)
+        eval_extend = eval_reference.lookup if eval_reference is not None else None
+
+    evaluate = None
+    if eval_rows is not None and num_pairs(eval_rows) >= micro_batch:
+        def evaluate(params):
+            return pt.evaluate_pairs(evaluate_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
+                                     eval_extend, training.eval_batches)
+
+    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
+                           run_config=run_config)
+    spec = LoopSpec(
+        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pt.pair_means,
+        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
+        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
+        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
+        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
+        progress_bar=training.progress_bar,
+    )
+    try:
+        state = run_training(state, step_fn, batches, spec)
+    finally:
+        logger.close()
+        checkpointer.close()
+    eval_metrics = evaluate(state.params) if evaluate is not None else {}
+
+    export_dir = None
+    if export:
+        tokenizer = prepared.tokenizer
+        special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
+        chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
+        export_dir = export_hf(output_dir / EXPORT_DIR, state.params, model_config, config.data.tokenizer,
+                               chat_template, special_ids, run_config)
+    return DPOResult(export_dir, state.params, eval_metrics, cache_hit, computed[0])
+
+
+class _Lazy:
+    """A value made on first use (the reference params are loaded only on a cache miss)."""
+
+    def __init__(self, make: Callable[[], Any]):
+        self._make, self._value, self._made = make, None, False
+
+    @property
+    def value(self) -> Any:
+        if not self._made:
+            self._value, self._made = self._make(), True
+        return self._value

@@ -1,0 +1,198 @@
+"""Reward model: Llama with a scalar head trained with Bradley–Terry on preference pairs (RECIPE.md section 6).
+
+Read top to bottom: config → preference rows → scalar-head model from a language model (its lm_head
+dropped, score head zero) → BT loss on the score at each side's last real token, both sides in one
+forward → jitted step → the shared loop → export of the scalar-head params.
+
+The export (``<output_dir>/reward_model/``) is what the PPO value model starts from:
+``load_reward_model(output_dir)`` returns ``(LlamaConfig, params)`` in the ``LlamaScalarHead`` layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from data_pipeline.config import DataConfig
+from data_pipeline.loader import BatchLoader
+from data_pipeline.pipeline import prepare_data
+from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
+from tulu_jax.config import from_dict, to_dict, to_yaml
+from tulu_jax.errors import CheckpointError
+from tulu_jax.models import LlamaConfig
+from tulu_jax.models.value_head import (
+    LlamaScalarHead, init_scalar_head_params, scalar_head_logical_axes, scalar_head_params_from_lm,
+)
+from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
+from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
+from tulu_jax.stages import preference_training as pt
+from tulu_jax.stages.common import ModelConfig, check_vocab, host_params, load_model_params, resolve_model_config, run_config_dict
+from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs, with_example_index
+from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.loop import LoopSpec, run_training
+from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
+from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
+from tulu_jax.training.step import build_eval_step, build_train_step
+
+log = logging.getLogger(__name__)
+
+EXPORT_DIR = "reward_model"
+BATCH_RANKS = {key: 2 for key in PAIR_KEYS}
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    output_dir: str = "runs/rm"
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)  # the language model the trunk comes from
+    data: DataConfig = field(default_factory=lambda: DataConfig(kind="preference", packing="padded", max_seq_len=2048))
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=3e-6))
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.0))
+    training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+@dataclass
+class RewardModelResult:
+    export_dir: Optional[Path]
+    params: Any
+    eval_metrics: dict  # accuracy, margin, loss ... on the held-out pairs ({} without an eval split)
+
+
+def pair_scores(model_config: LlamaConfig, params: Any, batch) -> tuple[jax.Array, jax.Array]:
+    """Scores of the chosen and rejected sides, ``[pairs]`` each, at each sequence's last real token."""
+    tokens = both_sides(batch)
+    per_token = LlamaScalarHead(model_config).apply(
+        {"params": params}, tokens["input_ids"], positions=tokens["positions"], segment_ids=tokens["segment_ids"]
+    )  # [2·pairs, length]
+    scores = scores_at_last_token(per_token, tokens["segment_ids"])
+    pairs = batch["chosen_input_ids"].shape[0]
+    return scores[:pairs], scores[pairs:]
+
+
+def make_reward_model_loss(model_config: LlamaConfig) -> Callable:
+    """``loss_fn(params, micro_batch, context)``: Bradley–Terry on one forward of both sides."""
+
+    def loss_fn(params, batch, context):
+        chosen, rejected = pair_scores(model_config, params, batch)
+        loss, metrics = bradley_terry_loss(chosen, rejected)
+        return pt.additive_pair_metrics(loss, metrics, chosen.shape[0], context["global_pairs"])
+
+    return loss_fn
+
+
+def initial_scalar_head_params(model: ModelConfig, model_config: LlamaConfig, seed: int) -> Any:
+    """Trunk from the language model at ``model.source`` (lm_head dropped); a zero score head."""
+    params = scalar_head_params_from_lm(load_model_params(model, model_config, seed))
+    return jax.device_get(params)
+
+
+def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
+    """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
+    output_dir = Path(config.output_dir)
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    training = config.training
+
+    prepared = prepare_data(config.data, kind="preference", log=log.info)
+    train_rows = with_example_index(prepared.train)
+    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
+    model_config = resolve_model_config(config.model)
+    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
+    mesh = make_mesh(config.mesh)
+    micro_batch = training.batch_size // training.micro_batches
+    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
+    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
+                         shuffle=config.data.shuffle, process_index=jax.process_index(),
+                         process_count=jax.process_count())
+    batches = pt.PairBatches(loader, PAIR_KEYS)
+    total_steps = training.total_steps(loader.steps_per_epoch)
+
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
+    shardings = state_shardings(mesh, optimizer, shapes, scalar_head_logical_axes(model_config))
+    run_config = run_config_dict(config, model_config)
+    if is_writer:
+        (output_dir / "config.yaml").write_text(to_yaml(config))
+
+    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
+    state = pt.resume_state(checkpointer, config.checkpoint.resume, resume,
+                            abstract_state(optimizer, shapes, shardings), batches)
+    if state is None:
+        state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed), optimizer,
+                                   config.seed, shardings)
+
+    loss_fn = make_reward_model_loss(model_config)
+    step_fn = pt.jit_pair_step(
+        build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh),
+        mesh, shardings, BATCH_RANKS,
+    )
+    eval_step = pt.jit_pair_eval(build_eval_step(loss_fn, pt.global_pairs_context), mesh, shardings.params, BATCH_RANKS)
+    to_device = pt.to_device_fn(mesh, PAIR_KEYS)
+    evaluate = None
+    if eval_rows is not None and num_pairs(eval_rows) >= micro_batch:
+        def evaluate(params):
+            return pt.evaluate_pairs(eval_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
+                                     None, training.eval_batches)
+
+    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
+                           run_config=run_config)
+    spec = LoopSpec(
+        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pt.pair_means,
+        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
+        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
+        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
+        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
+        progress_bar=training.progress_bar,
+    )
+    try:
+        state = run_training(state, step_fn, batches, spec)
+    finally:
+        logger.close()
+        checkpointer.close()
+    eval_metrics = evaluate(state.params) if evaluate is not None else {}
+    export_dir = save_reward_model(output_dir / EXPORT_DIR, state.params, model_config) if export else None
+    return RewardModelResult(export_dir, state.params, eval_metrics)
+
+
+def save_reward_model(directory: Path, params: Any, model_config: LlamaConfig) -> Path:
+    """Write the scalar-head params (Orbax) and ``model_config.json`` into ``directory``."""
+    directory = Path(directory).absolute()
+    params = host_params(params)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / "params", params, force=True)
+    checkpointer.wait_until_finished()
+    if jax.process_index() == 0:
+        (directory / "model_config.json").write_text(json.dumps(to_dict(model_config), indent=2) + "\n")
+    return directory
+
+
+def load_reward_model(path: str | Path) -> tuple[LlamaConfig, Any]:
+    """``(LlamaConfig, params)`` of a trained reward model, ready for ``LlamaScalarHead(config).apply``
+    (``{"model": trunk, "score": ...}``): what the PPO value model is initialised from.
+
+    ``path`` is the reward-model run's output_dir or its ``reward_model/`` export directory.
+    """
+    path = Path(path).absolute()
+    directory = path / EXPORT_DIR if (path / EXPORT_DIR / "model_config.json").is_file() else path
+    config_file = directory / "model_config.json"
+    if not config_file.is_file() or not (directory / "params").is_dir():
+        raise CheckpointError(
+            f"{path} holds no reward model (expected model_config.json and params/ in {directory}); "
+            "give the output_dir of a `tulu-jax rm` run"
+        )
+    model_config = from_dict(LlamaConfig, json.loads(config_file.read_text()), where=str(config_file))
+    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
+    params = ocp.StandardCheckpointer().restore(directory / "params", jax.device_get(jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), shapes)))
+    return model_config, params

@@ -1,0 +1,236 @@
+"""Stage 1 of Tülu 3: supervised fine-tuning on chat data, cross-entropy on assistant tokens.
+
+Read top to bottom: config → data rows → model → optimizer and train state (fresh or resumed) →
+SFT loss → jitted step → the shared loop → Hugging Face export.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
+from data_pipeline.config import DataConfig
+from data_pipeline.loader import BatchLoader, make_global_batch
+from data_pipeline.pipeline import prepare_data
+from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
+from tulu_jax.config import to_yaml
+from tulu_jax.errors import CheckpointError, ConfigError
+from tulu_jax.models import Llama, LlamaConfig, param_logical_axes, unembedding_matrix
+from tulu_jax.models.params import param_shapes
+from tulu_jax.objectives import chunked_token_logprobs, next_token_targets, sft_loss
+from tulu_jax.objectives.sft import REDUCTIONS
+from tulu_jax.sharding import MeshConfig, batch_sharding, check_batch_divisible, make_mesh
+from tulu_jax.stages.common import (
+    EXPORT_DIR,
+    ModelConfig,
+    check_vocab,
+    export_hf,
+    load_model_params,
+    numpy_batch,
+    resolve_model_config,
+    run_config_dict,
+)
+from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
+from tulu_jax.training.loop import LoopSpec, run_training
+from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
+from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
+from tulu_jax.training.step import build_eval_step, build_train_step, jit_eval_step, jit_train_step
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = ("input_ids", "labels", "segment_ids", "positions")
+
+
+@dataclass(frozen=True)
+class SFTLossConfig:
+    reduction: str = "sum"  # Tülu 3: sum over trained tokens; "mean": global per-token mean
+    logits_chunk_size: int = 1024  # positions whose vocabulary logits exist at once
+
+    def __post_init__(self) -> None:
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(f"loss.reduction: {self.reduction!r} is not allowed; choose one of {REDUCTIONS}")
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    output_dir: str = "runs/sft"
+    seed: int = 42
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: SFTLossConfig = field(default_factory=SFTLossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+def make_sft_loss(model_config: LlamaConfig, loss: SFTLossConfig):
+    """``loss_fn(params, batch, context)`` for the generic step; mean reduction reads the global token count."""
+    model = Llama(model_config)
+
+    def loss_fn(params, batch, context):
+        hidden = model.apply(
+            {"params": params}, batch["input_ids"], positions=batch["positions"],
+            segment_ids=batch["segment_ids"], return_hidden=True,
+        )  # [batch, length, embed]
+        targets, loss_mask = next_token_targets(batch["labels"], batch["segment_ids"])
+        logprobs = chunked_token_logprobs(
+            hidden, unembedding_matrix(params, model_config), targets,
+            chunk_size=loss.logits_chunk_size, compute_dtype=jnp.dtype(model_config.compute_dtype),
+        )
+        value, metrics = sft_loss(logprobs, loss_mask, loss.reduction, context.get("global_trained_tokens"))
+        return value, {"loss_sum": metrics["loss_sum"], "trained_tokens": metrics["trained_tokens"]}
+
+    return loss_fn
+
+
+def global_token_count(batch) -> dict:
+    """Trained tokens of the whole batch, computed before the micro-batch scan (for the mean reduction)."""
+    _, loss_mask = next_token_targets(batch["labels"], batch["segment_ids"])
+    return {"global_trained_tokens": jnp.sum(loss_mask)}
+
+
+def summarize(metrics: dict) -> dict:
+    """Per-token cross-entropy as ``loss`` (what one reads), the optimised quantity as ``objective``."""
+    tokens = max(metrics.get("trained_tokens", 0.0), 1.0)
+    shown = {"loss": metrics["loss_sum"] / tokens, "objective": metrics["loss"], "trained_tokens": metrics["trained_tokens"]}
+    for key in ("grad_norm", "learning_rate"):
+        if key in metrics:
+            shown[key] = metrics[key]
+    return shown
+
+
+def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
+    """Train, checkpoint and export; returns the export directory. ``resume=True`` insists on a checkpoint."""
+    output_dir = Path(config.output_dir)
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # Data: token rows and the checkpointable loader.
+    prepared = prepare_data(config.data, kind="sft", log=log.info)
+    model_config = resolve_model_config(config.model)
+    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
+    mesh = make_mesh(config.mesh)
+    micro_batch = config.training.batch_size // config.training.micro_batches
+    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
+    per_process = config.training.batch_size // jax.process_count()
+    loader = BatchLoader(prepared.train, per_process, seed=config.data.seed, shuffle=config.data.shuffle,
+                         process_index=jax.process_index(), process_count=jax.process_count())
+    total_steps = config.training.total_steps(loader.steps_per_epoch)
+
+    # Optimizer and the shardings of the whole train state.
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
+    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    run_config = run_config_dict(config, model_config)
+    if is_writer:
+        (output_dir / "config.yaml").write_text(to_yaml(config))
+
+    # Fresh or resumed state.
+    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
+    state = _resume(checkpointer, config, resume, abstract_state(optimizer, shapes, shardings), loader)
+    if state is None:
+        params = load_model_params(config.model, model_config, config.seed)
+        state = create_train_state(params, optimizer, config.seed, shardings)
+
+    # The step and the evaluation, jitted once.
+    loss_fn = make_sft_loss(model_config, config.loss)
+    step_fn = jit_train_step(
+        build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, global_token_count, mesh),
+        mesh, shardings, BATCH_KEYS,
+    )
+    evaluate = _evaluator(config, prepared.eval, loss_fn, mesh, shardings.params, micro_batch)
+
+    sharding = batch_sharding(mesh)
+    seq_len = config.data.max_seq_len
+    peak, source = peak_flops_per_second(config.training.peak_flops_per_device)
+    log.info("peak FLOP/s for MFU: %.3g (%s)", peak * jax.process_count(), source)
+    logger = MetricsLogger(output_dir, tensorboard=config.training.tensorboard,
+                           wandb_project=config.training.wandb_project, run_config=run_config)
+    spec = LoopSpec(
+        total_steps=total_steps,
+        to_device=lambda batch: make_global_batch(numpy_batch(batch), sharding),
+        logger=logger,
+        summarize=summarize,
+        log_every=config.training.log_every,
+        checkpointer=checkpointer,
+        save_every=config.checkpoint.save_every,
+        run_config=run_config,
+        evaluate=evaluate,
+        eval_every=config.training.eval_every,
+        flops_per_step=flops_per_step(model_config, config.training.batch_size, seq_len),
+        peak_flops=peak * jax.process_count(),
+        tokens_per_step=config.training.batch_size * seq_len,
+        batch_record=output_dir / "batches.jsonl" if config.training.record_batches else None,
+        progress_bar=config.training.progress_bar,
+    )
+    try:
+        state = run_training(state, step_fn, loader, spec)
+    finally:
+        logger.close()
+        checkpointer.close()
+
+    tokenizer = prepared.tokenizer
+    special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
+    chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
+    return export_hf(output_dir / EXPORT_DIR, state.params, model_config, config.data.tokenizer,
+                     chat_template, special_ids, run_config)
+
+
+def _resume(checkpointer: Checkpointer, config: SFTConfig, resume: Optional[bool], abstract, loader) -> Any:
+    """The restored state (and the loader moved to its batch), or None to start afresh."""
+    wanted = config.checkpoint.resume if resume is None else resume
+    steps = checkpointer.steps()
+    if not wanted:
+        if steps:
+            raise CheckpointError(
+                f"{checkpointer.directory} already holds checkpoints {steps} and resuming is off; "
+                "resume (checkpoint.resume=true), or choose another output_dir"
+            )
+        return None
+    restored = checkpointer.restore_latest(abstract)
+    if restored is None:
+        if resume:
+            raise CheckpointError(f"--resume: no checkpoint in {checkpointer.directory} to resume from")
+        return None
+    if restored.data_state:
+        loader.set_state(restored.data_state)
+    log.info("resumed from %s/%d", checkpointer.directory, restored.step)
+    return restored.state
+
+
+def _evaluator(config: SFTConfig, eval_rows, loss_fn, mesh, param_shardings, micro_batch: int):
+    """params -> held-out metrics (per-token loss), or None when there is no held-out split."""
+    if eval_rows is None:
+        return None
+    if len(eval_rows["input_ids"]) < micro_batch:
+        log.warning("the evaluation split has %d rows, fewer than one batch of %d: no evaluation",
+                    len(eval_rows["input_ids"]), micro_batch)
+        return None
+    eval_fn = jit_eval_step(build_eval_step(loss_fn, global_token_count), mesh, param_shardings, BATCH_KEYS)
+    sharding = batch_sharding(mesh)
+
+    def evaluate(params) -> dict:
+        loader = BatchLoader(eval_rows, micro_batch // jax.process_count(), shuffle=False, num_epochs=1,
+                             process_index=jax.process_index(), process_count=jax.process_count())
+        loss_sum = tokens = 0.0
+        for index, batch in enumerate(loader):
+            if config.training.eval_batches is not None and index >= config.training.eval_batches:
+                break
+            metrics = jax.device_get(eval_fn(params, make_global_batch(numpy_batch(batch), sharding)))
+            loss_sum += float(metrics["loss_sum"])
+            tokens += float(metrics["trained_tokens"])
+        return {"loss": loss_sum / max(tokens, 1.0), "trained_tokens": tokens}
+
+    return evaluate

@@ -1,0 +1,141 @@
+"""The one training loop every stage runs: step, log, evaluate, checkpoint, stop on a non-finite loss.
+
+A stage brings a jitted step (``state, batch -> state, metrics``), a batch iterator with
+``get_state()/set_state()``, and a few callables; the loop knows nothing of losses or models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import jax
+import numpy as np
+
+from tulu_jax.checkpoint import Checkpointer
+from tulu_jax.errors import TuluError
+from tulu_jax.training.metrics import MetricsLogger
+
+
+class TrainingDivergedError(TuluError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class LoopSpec:
+    """Everything the loop needs besides the state and the step."""
+
+    total_steps: int
+    to_device: Callable[[Mapping[str, np.ndarray]], Mapping[str, jax.Array]]
+    logger: MetricsLogger
+    summarize: Callable[[Mapping[str, float]], dict] = dict  # summed step metrics -> what gets logged
+    log_every: int = 10
+    checkpointer: Optional[Checkpointer] = None
+    save_every: int = 0
+    run_config: dict = field(default_factory=dict)
+    evaluate: Optional[Callable[[Any], dict]] = None  # params -> metrics on the held-out split
+    eval_every: int = 0
+    flops_per_step: float = 0.0
+    peak_flops: float = 0.0
+    tokens_per_step: int = 0
+    batch_record: Optional[Path] = None  # batches.jsonl: step and fingerprint of every batch
+    progress_bar: bool = True
+
+
+def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> int:
+    """A CRC32 over the batch's arrays in key order (equal batches, equal fingerprints)."""
+    crc = 0
+    for key in sorted(batch):
+        crc = zlib.crc32(np.ascontiguousarray(batch[key]).tobytes(), zlib.crc32(key.encode(), crc))
+    return crc
+
+
+def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Optional[Checkpointer]) -> None:
+    loss = float(metrics["loss"])
+    if math.isfinite(loss):
+        return
+    last_good = "none was saved"
+    if checkpointer is not None:
+        checkpointer.wait()
+        steps = checkpointer.steps()
+        last_good = f"step {steps[-1]} in {checkpointer.directory}" if steps else last_good
+    raise TrainingDivergedError(
+        f"the training loss became {loss} at step {step}; stopped without saving this state. "
+        f"Last good checkpoint: {last_good}. Lower optimizer.learning_rate or set optimizer.max_grad_norm, "
+        "then resume."
+    )
+
+
+def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpec) -> Any:
+    """Train from ``state.step`` up to ``spec.total_steps``; returns the final state (saved when configured)."""
+    start = int(jax.device_get(state.step))
+    logger = spec.logger
+    bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
+    record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None
+    window_start, window_steps, compile_seconds = None, 0, None
+    metrics: dict = {}
+    try:
+        for step in range(start + 1, spec.total_steps + 1):  # ``step`` = optimizer steps done after this one
+            batch = next(batches)
+            if record is not None:
+                record.write(json.dumps({"step": step, "fingerprint": batch_fingerprint(batch)}) + "\n")
+                record.flush()
+            began = time.perf_counter()
+            state, device_metrics = step_fn(state, spec.to_device(batch))
+            # Fetching a few scalars each step keeps the NaN check exact; it costs a host sync per step.
+            metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
+            _check_finite(step, metrics, spec.checkpointer)
+            if compile_seconds is None:
+                compile_seconds = time.perf_counter() - began
+                logger.write(f"first step (with compilation) took {compile_seconds:.1f}s")
+                window_start, window_steps = time.perf_counter(), 0
+            else:
+                window_steps += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{spec.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
+            if step % spec.log_every == 0 or step == spec.total_steps:
+                elapsed = time.perf_counter() - window_start
+                logger.log(step, {**spec.summarize(metrics), **_throughput(spec, window_steps, elapsed)},
+                           echo=bar is None)
+                window_start, window_steps = time.perf_counter(), 0
+            if spec.evaluate is not None and (
+                (spec.eval_every and step % spec.eval_every == 0) or step == spec.total_steps
+            ):
+                eval_metrics = spec.evaluate(state.params)
+                logger.log(step, {f"eval/{key}": value for key, value in eval_metrics.items()})
+            if spec.checkpointer is not None and (
+                (spec.save_every and step % spec.save_every == 0) or step == spec.total_steps
+            ):
+                spec.checkpointer.save(step, state, batches.get_state(), spec.run_config, force=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        if record is not None:
+            record.close()
+        if spec.checkpointer is not None:
+            spec.checkpointer.wait()
+    return state
+
+
+def _throughput(spec: LoopSpec, steps: int, seconds: float) -> dict:
+    """tokens/s and MFU over the steps since the last log (the compiling first step excluded)."""
+    if steps == 0 or seconds <= 0:
+        return {}
+    figures = {"step_seconds": seconds / steps}
+    if spec.tokens_per_step:
+        figures["tokens_per_second"] = spec.tokens_per_step * steps / seconds
+    if spec.flops_per_step and spec.peak_flops:
+        figures["mfu"] = spec.flops_per_step * steps / seconds / spec.peak_flops
+    return figures
+
+
+def _progress_bar(start: int, spec: LoopSpec):
+    from tqdm import tqdm
+
+    return tqdm(total=spec.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)

@@ -1,0 +1,93 @@
+"""Where training metrics go: stdout, a JSONL file, TensorBoard (tensorboardX), and W&B when asked for.
+
+Only process 0 writes; on the other processes every method is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+
+from tulu_jax.errors import ConfigError
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able scalar: integers stay integers, array scalars become floats."""
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+class MetricsLogger:
+    def __init__(self, output_dir: str | Path, *, tensorboard: bool = True, wandb_project: Optional[str] = None,
+                 run_config: Optional[dict] = None, stdout=sys.stdout):
+        self.enabled = jax.process_index() == 0
+        self.stdout = stdout
+        self._jsonl = self._tensorboard = self._wandb = None
+        if not self.enabled:
+            return
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = (output_dir / "metrics.jsonl").open("a")
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
+        if wandb_project:
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError(
+                    f"logging.wandb_project={wandb_project!r} but wandb is not installed; "
+                    "`pip install wandb` or leave wandb_project empty"
+                ) from None
+            self._wandb = wandb.init(project=wandb_project, config=run_config, dir=str(output_dir))
+
+    def log(self, step: int, metrics: Mapping[str, Any], echo: bool = True) -> None:
+        if not self.enabled:
+            return
+        values = {key: _plain(value) for key, value in metrics.items()}
+        self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self._jsonl.flush()
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tensorboard.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(values, step=step)
+        if echo:
+            self.write(f"step {step}: " + "  ".join(f"{key} {_format(value)}" for key, value in values.items()))
+
+    def write(self, line: str) -> None:
+        """A line on stdout that does not break the progress bar."""
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(line, file=self.stdout)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._jsonl.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
