@@ -17,8 +17,9 @@ $(STAMP): $(BIN)/python setup.py
 
 install: $(STAMP)
 
+# The embedded default runs on the CPU even where libtpu (a test extra) is installed.
 run: $(STAMP)
-	$(BIN)/tulu-jax recipe --config configs/demo_cpu.yaml
+	JAX_PLATFORMS=cpu $(BIN)/tulu-jax recipe --config configs/demo_cpu.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests

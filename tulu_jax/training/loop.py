@@ -45,6 +45,8 @@ class LoopSpec:
     tokens_per_step: int = 0
     batch_record: Optional[Path] = None  # batches.jsonl: step and fingerprint of every batch
     progress_bar: bool = True
+    # Loop steps a state has done; RLVR counts rollout steps while its state counts optimizer updates.
+    steps_done: Callable[[Any], int] = lambda state: int(jax.device_get(state.step))
 
 
 def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> int:
@@ -73,7 +75,7 @@ def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Optiona
 
 def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpec) -> Any:
     """Train from ``state.step`` up to ``spec.total_steps``; returns the final state (saved when configured)."""
-    start = int(jax.device_get(state.step))
+    start = spec.steps_done(state)
     logger = spec.logger
     bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
     record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None

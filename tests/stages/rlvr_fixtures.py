@@ -1,0 +1,39 @@
+"""Shared builders for the RLVR stage tests: the toy verifiable task on a tiny model."""
+
+from __future__ import annotations
+
+import jax
+
+from tulu_jax.config import from_dict
+from tulu_jax.models import init_params
+from tulu_jax.sharding import MeshConfig, make_mesh
+from tulu_jax.stages.rlvr import RLVRStage
+from tulu_jax.stages.rlvr_config import RLVRConfig
+from tulu_jax.stages.rlvr_toy_task import ToyTokenizer, toy_model_config
+
+
+def toy_config(algorithm: str = "ppo", **sections) -> RLVRConfig:
+    raw = {
+        "policy": {"preset": "tiny"},
+        "value": {"init": "policy"},
+        "data": {"max_prompt_len": 12},
+        "rollout": {"prompts_per_step": 32, "max_new_tokens": 2},
+        "optimizer": {"learning_rate": 2e-2, "eps": 1e-5},
+        "schedule": {"kind": "constant", "warmup_ratio": 0.0},
+        "ppo": {"logprob_chunk": 8},
+        "checkpoint": {"async_save": False, "save_every": 1},
+        "steps": 40,
+    }
+    if algorithm == "grpo":
+        raw["rollout"] = {"prompts_per_step": 8, "samples_per_prompt": 4, "max_new_tokens": 2}
+        raw["objective"] = {"advantage_estimator": "grpo", "policy_loss": "grpo", "group_size": 4, "kl_beta": 0.01}
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return from_dict(RLVRConfig, raw)
+
+
+def toy_stage(config: RLVRConfig, devices: int = 1, seed: int = 0) -> RLVRStage:
+    model_config = toy_model_config()
+    params = init_params(model_config, jax.random.PRNGKey(seed))
+    mesh = make_mesh(MeshConfig(data=1, fsdp=devices, tensor=1), jax.devices()[:devices])
+    return RLVRStage(config, model_config, ToyTokenizer(), params, mesh=mesh)

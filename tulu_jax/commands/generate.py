@@ -1,0 +1,63 @@
+"""``tulu-jax generate``: responses from a checkpoint for one prompt or a JSONL file of conversations.
+
+Prompts are rendered with the Tülu chat template and end with ``<|assistant|>\\n``. Input lines carry
+``messages`` (a trailing assistant turn is dropped) or ``prompt``; output lines are the input plus
+``response`` and ``stopped`` (false when cut by ``--max-new-tokens``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tulu_jax.errors import ConfigError
+
+NAME = "generate"
+HELP = "generate responses with the Tülu chat template from a checkpoint"
+
+
+def add_arguments(parser) -> None:
+    from tulu_jax.generation.cli_options import add_model_and_sampling_arguments
+
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="one user message")
+    source.add_argument("--input", type=Path, help="JSONL with 'messages' or 'prompt' per line")
+    parser.add_argument("--out", type=Path, help="JSONL written with 'response' and 'stopped' added (default: print)")
+    add_model_and_sampling_arguments(parser, max_new_tokens=256, temperature_help="0 = greedy (default 0)")
+
+
+def run(args) -> int:
+    import json
+
+    from tulu_jax.generation.cli_options import inference_mesh_and_batch, sampling_from_args
+    from tulu_jax.generation.loading import load_model_for_inference
+    from tulu_jax.generation.prompts import encode_prompt, record_messages
+    from tulu_jax.generation.records import read_jsonl, write_jsonl
+    from tulu_jax.generation.text import complete
+
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        raise ConfigError("--batch-size and --max-new-tokens must be positive")
+    sampling = sampling_from_args(args, default_temperature=0.0)
+    if args.prompt is not None:
+        entries = [("--prompt", {"prompt": args.prompt})]
+    else:
+        entries = read_jsonl(args.input)
+    model = load_model_for_inference(args.checkpoint, compute_dtype=args.dtype)
+    prompts = [encode_prompt(model.tokenizer, record_messages(record, where), args.add_bos) for where, record in entries]
+    mesh, batch_size = inference_mesh_and_batch(args.batch_size)
+    completions = complete(
+        model.params, model.config, model.tokenizer, prompts,
+        sampling=sampling, max_new_tokens=args.max_new_tokens, batch_size=batch_size, seed=args.seed, mesh=mesh,
+    )
+    outputs = [
+        {**record, "response": completion.text, "stopped": completion.stopped}
+        for (_, record), completion in zip(entries, completions)
+    ]
+    if args.out is not None:
+        write_jsonl(args.out, outputs)
+        print(f"wrote {len(outputs)} responses to {args.out}")
+    elif args.prompt is not None:
+        print(outputs[0]["response"])
+    else:
+        for output in outputs:
+            print(json.dumps(output, ensure_ascii=False))
+    return 0

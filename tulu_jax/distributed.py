@@ -1,0 +1,181 @@
+"""Multi-host runtime: start ``jax.distributed`` when a run spans processes, and say who does what.
+
+On a TPU pod slice every worker runs the same command and JAX finds its peers from the TPU metadata.
+Elsewhere (CPU or GPU hosts, tests) give the coordinator explicitly, by flags or by the environment:
+``TULU_COORDINATOR_ADDRESS=host:port``, ``TULU_NUM_PROCESSES``, ``TULU_PROCESS_ID``.
+Process 0 is the primary: it alone writes logs, configs and exports; checkpoints are written by all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from tulu_jax.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_COORDINATOR = "TULU_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "TULU_NUM_PROCESSES"
+ENV_PROCESS_ID = "TULU_PROCESS_ID"
+
+_initialized = False
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """Where the coordinator listens and which process this is; all None means "detect or stay single"."""
+
+    coordinator_address: Optional[str] = None  # host:port of process 0
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+    initialization_timeout: int = 300  # seconds to wait for every process to join
+
+    @property
+    def explicit(self) -> bool:
+        return self.coordinator_address is not None
+
+    def check(self) -> None:
+        """Raise ConfigError unless the three explicit settings are given together and agree."""
+        given = [self.coordinator_address is not None, self.num_processes is not None, self.process_id is not None]
+        if any(given) and not all(given):
+            raise ConfigError(
+                "multi-process runs need all of coordinator address, number of processes and process id "
+                f"(flags --coordinator-address/--num-processes/--process-id or {ENV_COORDINATOR}/"
+                f"{ENV_NUM_PROCESSES}/{ENV_PROCESS_ID}); got address={self.coordinator_address!r}, "
+                f"processes={self.num_processes!r}, id={self.process_id!r}"
+            )
+        if self.coordinator_address is not None and ":" not in self.coordinator_address:
+            raise ConfigError(f"coordinator address {self.coordinator_address!r} must be host:port (e.g. 10.0.0.2:8476)")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise ConfigError(f"the number of processes must be at least 1, got {self.num_processes}")
+        if self.process_id is not None and self.num_processes is not None and not 0 <= self.process_id < self.num_processes:
+            raise ConfigError(f"process id {self.process_id} is outside 0..{self.num_processes - 1}")
+
+
+def config_from_env(environ: Optional[Mapping[str, str]] = None) -> DistributedConfig:
+    """The explicit settings from ``TULU_*`` environment variables (unset ones stay None)."""
+    environ = os.environ if environ is None else environ
+
+    def integer(name: str) -> Optional[int]:
+        value = environ.get(name)
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"environment variable {name}={value!r} must be an integer") from None
+
+    return DistributedConfig(
+        coordinator_address=environ.get(ENV_COORDINATOR) or None,
+        num_processes=integer(ENV_NUM_PROCESSES),
+        process_id=integer(ENV_PROCESS_ID),
+    )
+
+
+def on_multihost_tpu(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """True on a TPU slice of several workers (the TPU VM sets the workers' host names)."""
+    environ = os.environ if environ is None else environ
+    hostnames = [name for name in environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if name.strip()]
+    return len(hostnames) > 1
+
+
+def initialize(config: Optional[DistributedConfig] = None) -> bool:
+    """Join the other processes of this run; returns True when the run is multi-process.
+
+    Call once, before anything touches a JAX device. Explicit settings (argument, else environment) win;
+    otherwise a multi-worker TPU slice is detected; otherwise the run is one process and nothing happens.
+    """
+    global _initialized
+    if _initialized:
+        return True
+    config = config if config is not None and config.explicit else config_from_env()
+    config.check()
+    import jax
+
+    if config.explicit:
+        if config.num_processes == 1:
+            return False
+        if _platform_is_cpu():
+            # CPU devices of different processes exchange data through gloo; the default has no collectives.
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=config.coordinator_address,
+            num_processes=config.num_processes,
+            process_id=config.process_id,
+            initialization_timeout=config.initialization_timeout,
+        )
+    elif on_multihost_tpu():
+        jax.distributed.initialize()
+    else:
+        return False
+    _initialized = True
+    log.info("process %d of %d, %d local devices", jax.process_index(), jax.process_count(), jax.local_device_count())
+    return True
+
+
+def _platform_is_cpu() -> bool:
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    return platforms.split(",")[0].strip() == "cpu"
+
+
+def process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def is_primary() -> bool:
+    """True on the one process that writes logs, configs and exports (process 0)."""
+    return process_index() == 0
+
+
+@dataclass(frozen=True)
+class ProcessShare:
+    """The rows of a global batch whose shards live on this process's devices: ``[row_start, row_stop)``."""
+
+    process_index: int
+    process_count: int
+    global_rows: int
+    row_start: int
+    row_stop: int
+
+    @property
+    def local_rows(self) -> int:
+        return self.row_stop - self.row_start
+
+
+def process_share(sharding, global_rows: int, row_length: int = 1) -> ProcessShare:
+    """Which rows of a ``[global_rows, ...]`` batch laid out by ``sharding`` this process must supply.
+
+    Each process feeds ``jax.make_array_from_process_local_data`` exactly these rows, in order.
+    """
+    import jax
+
+    from tulu_jax.errors import MeshError
+
+    index_map = sharding.addressable_devices_indices_map((global_rows, row_length))
+    starts, stops = set(), set()
+    for index in index_map.values():
+        rows = index[0]
+        starts.add(rows.start or 0)
+        stops.add(global_rows if rows.stop is None else rows.stop)
+    start, stop = min(starts), max(stops)
+    covered = set()
+    for index in index_map.values():
+        rows = index[0]
+        covered.update(range(rows.start or 0, global_rows if rows.stop is None else rows.stop))
+    if covered != set(range(start, stop)):
+        raise MeshError(
+            f"this process's devices hold rows that are not contiguous in the batch of {global_rows}; "
+            "order the mesh so that each process owns one block of the batch axis"
+        )
+    return ProcessShare(jax.process_index(), jax.process_count(), global_rows, start, stop)

@@ -1,0 +1,202 @@
+"""Batched generation with a preallocated KV cache: one prefill, then a ``lax.while_loop`` of one-token steps.
+
+The whole loop is one jitted program, compiled once per (batch, prompt length, max_new_tokens) shape and
+sampling setting. Prompts are LEFT-padded (``prompt_ids [batch, prompt_length]``, ``prompt_mask`` 1 on real
+tokens): every row's last prompt token sits in the last column, so all rows decode into the same cache slot
+at each step. Pad slots get segment id 0 and real tokens segment id 1, so no real token ever attends to a
+pad; positions are ``cumsum(mask) - 1``, so each row's first real token has position 0 whatever its padding.
+Callers bucket the prompt length (``tulu_jax.generation.prompts.bucket_length``) to bound recompiles.
+
+A row stops after emitting any token of ``stop_ids`` (that token is kept and counted in its length); after
+it stops its tokens are ``pad_id`` and its log-probs 0. The loop ends when every row has stopped or after
+``max_new_tokens`` steps. Sampling is deterministic for a key: step ``t`` uses ``fold_in(key, t)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+
+from tulu_jax import sharding
+from tulu_jax.errors import ConfigError
+from tulu_jax.generation.sampling import SamplingConfig, choose_tokens
+from tulu_jax.models import Llama, LlamaConfig, init_cache, param_logical_axes
+from tulu_jax.models.params import param_shapes
+
+CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
+
+
+class GenerationOutput(NamedTuple):
+    tokens: jnp.ndarray  # [batch, max_new_tokens] int32, pad_id after the stop token
+    logprobs: jnp.ndarray  # [batch, max_new_tokens] float32 under the temperature-scaled softmax; 0 after the stop
+    lengths: jnp.ndarray  # [batch] int32: response tokens, the stop token included
+    stopped: jnp.ndarray  # [batch] bool: the row emitted a stop token
+    logits: Optional[jnp.ndarray] = None  # [batch, max_new_tokens, vocab] float32 when return_logits (tests, debugging)
+
+
+def prompt_positions(prompt_mask: jnp.ndarray) -> jnp.ndarray:
+    """Left-padded prompts: position 0 at each row's first real token (pads get 0 too; they are masked)."""
+    return jnp.maximum(jnp.cumsum(prompt_mask.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def _generate(
+    params,
+    prompt_ids: jnp.ndarray,  # [batch, prompt_length] int32, left-padded
+    prompt_mask: jnp.ndarray,  # [batch, prompt_length], 1 on real tokens
+    key: jax.Array,
+    *,
+    config: LlamaConfig,
+    sampling: SamplingConfig,
+    max_new_tokens: int,
+    stop_ids: tuple[int, ...],
+    pad_id: int,
+    return_logits: bool,
+    mesh: Optional[Mesh],
+) -> GenerationOutput:
+    model = Llama(config)
+    batch, prompt_length = prompt_ids.shape
+    slots = prompt_length + max_new_tokens
+    cache = init_cache(config, batch, slots)
+    if mesh is not None:
+        # The cache is the largest activation: shard it like the batch (and KV heads over tensor).
+        cache_sharding = NamedSharding(mesh, sharding.mesh_spec(CACHE_AXES, cache["key"].shape, mesh))
+        cache["key"] = jax.lax.with_sharding_constraint(cache["key"], cache_sharding)
+        cache["value"] = jax.lax.with_sharding_constraint(cache["value"], cache_sharding)
+
+    prompt_mask = prompt_mask.astype(jnp.int32)
+    logits, cache = model.apply(
+        {"params": params}, prompt_ids, prompt_positions(prompt_mask), prompt_mask, cache, jnp.int32(0),
+        method=Llama.with_cache,
+    )
+    prompt_lengths = prompt_mask.sum(axis=1)  # [batch]
+    stop_array = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
+    state = {
+        "step": jnp.int32(0),
+        "cache": cache,
+        "next_logits": logits[:, -1],  # [batch, vocab]: left padding puts every row's last prompt token here
+        "tokens": jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+        "logprobs": jnp.zeros((batch, max_new_tokens), jnp.float32),
+        "lengths": jnp.zeros((batch,), jnp.int32),
+        "stopped": jnp.zeros((batch,), bool),
+    }
+    if return_logits:
+        state["logits"] = jnp.zeros((batch, max_new_tokens, config.vocab_size), jnp.float32)
+
+    def keep_going(state):
+        return (state["step"] < max_new_tokens) & ~jnp.all(state["stopped"])
+
+    def one_token(state):
+        step = state["step"]
+        tokens, logprobs = choose_tokens(state["next_logits"], sampling, jax.random.fold_in(key, step))
+        active = ~state["stopped"]
+        tokens = jnp.where(active, tokens, pad_id)
+        logprobs = jnp.where(active, logprobs, 0.0)
+        new = dict(state)
+        new["tokens"] = jax.lax.dynamic_update_slice_in_dim(state["tokens"], tokens[:, None], step, axis=1)
+        new["logprobs"] = jax.lax.dynamic_update_slice_in_dim(state["logprobs"], logprobs[:, None], step, axis=1)
+        new["lengths"] = state["lengths"] + active.astype(jnp.int32)
+        new["stopped"] = state["stopped"] | (active & jnp.isin(tokens, stop_array))
+        if return_logits:
+            new["logits"] = jax.lax.dynamic_update_slice_in_dim(
+                state["logits"], state["next_logits"][:, None], step, axis=1
+            )
+        # Feed the token back; the last step's forward is unused but keeps the body uniform.
+        logits, new["cache"] = model.apply(
+            {"params": params},
+            tokens[:, None],
+            (prompt_lengths + step)[:, None],
+            jnp.ones((batch, 1), jnp.int32),
+            state["cache"],
+            prompt_length + step,
+            method=Llama.with_cache,
+        )
+        new["next_logits"] = logits[:, 0]
+        new["step"] = step + 1
+        return new
+
+    state = jax.lax.while_loop(keep_going, one_token, state)
+    return GenerationOutput(
+        tokens=state["tokens"],
+        logprobs=state["logprobs"],
+        lengths=state["lengths"],
+        stopped=state["stopped"],
+        logits=state.get("logits"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def param_shardings(config: LlamaConfig, mesh: Mesh):
+    """The parameter shardings the sampler expects (the same rules the trainer uses)."""
+    return sharding.tree_shardings(mesh, param_logical_axes(config), param_shapes(config))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(config, sampling, max_new_tokens, stop_ids, pad_id, return_logits, mesh):
+    function = functools.partial(
+        _generate,
+        config=config,
+        sampling=sampling,
+        max_new_tokens=max_new_tokens,
+        stop_ids=stop_ids,
+        pad_id=pad_id,
+        return_logits=return_logits,
+        mesh=mesh,
+    )
+    if mesh is None:
+        return jax.jit(function)
+    in_shardings = (
+        param_shardings(config, mesh),
+        sharding.batch_sharding(mesh),
+        sharding.batch_sharding(mesh),
+        sharding.replicated(mesh),
+    )
+    return jax.jit(function, in_shardings=in_shardings)
+
+
+def generate(
+    params,
+    config: LlamaConfig,
+    prompt_ids,
+    prompt_mask,
+    key: jax.Array,
+    *,
+    sampling: SamplingConfig = SamplingConfig(),
+    max_new_tokens: int = 256,
+    stop_ids: Sequence[int] = (),
+    pad_id: int = 0,
+    mesh: Optional[Mesh] = None,
+    return_logits: bool = False,
+) -> GenerationOutput:
+    """Generate up to ``max_new_tokens`` per left-padded prompt row (see the module docstring for the contract).
+
+    With ``mesh``, the batch is split over (data, fsdp) and the params follow the logical-axis rules; the
+    batch size must be a multiple of data×fsdp.
+    """
+    if max_new_tokens <= 0:
+        raise ConfigError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
+    prompt_mask = jnp.asarray(prompt_mask, jnp.int32)
+    if prompt_ids.ndim != 2 or prompt_ids.shape != prompt_mask.shape:
+        raise ConfigError(f"prompt_ids {prompt_ids.shape} and prompt_mask {prompt_mask.shape} must be equal [batch, length]")
+    total = prompt_ids.shape[1] + max_new_tokens
+    if total > config.max_position_embeddings:
+        raise ConfigError(
+            f"prompt length {prompt_ids.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds the model's "
+            f"max_position_embeddings {config.max_position_embeddings}; shorten prompts or generate fewer tokens"
+        )
+    function = _compiled(
+        config, sampling, int(max_new_tokens), tuple(sorted({int(t) for t in stop_ids})), int(pad_id), return_logits, mesh
+    )
+    if mesh is None:
+        return function(params, prompt_ids, prompt_mask, key)
+    sharding.check_batch_divisible(prompt_ids.shape[0], mesh, "generation batch size")
+    # Shardings are built outside the mesh context: abstract evaluation of the params under it fails.
+    params = jax.device_put(params, param_shardings(config, mesh))
+    batch = sharding.batch_sharding(mesh)
+    prompt_ids, prompt_mask = jax.device_put(prompt_ids, batch), jax.device_put(prompt_mask, batch)
+    with sharding.activate(mesh):
+        return function(params, prompt_ids, prompt_mask, key)

@@ -1,0 +1,99 @@
+"""TPU chip specs and topology names: ``v5p-64`` or ``v5p:4x4x2`` → chip kind, chip count, slice shape.
+
+Cloud accelerator names count TensorCores for v4 and v5p (two per chip, ``v5p-64`` is 32 chips) and
+chips for v5e and v6e (``v6e-64`` is 64 chips). Peak figures are dense bf16 matmul throughput per chip.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from tulu_jax.errors import MeshError
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    name: str  # accelerator family as written in accelerator types: v4, v5e, v5p, v6e
+    libtpu_name: str  # the family as libtpu's topology names spell it
+    hbm_bytes: int  # high-bandwidth memory per chip
+    peak_bf16_flops: float  # dense bf16 FLOP/s per chip
+    cores_per_name_unit: int  # TensorCores per chip counted by the accelerator type name (v5p-8 = 4 chips)
+    dimensions: int  # 3 for the 3-D torus chips, 2 for the 2-D ones
+
+
+CHIPS: dict[str, ChipSpec] = {
+    "v4": ChipSpec("v4", "v4", 32 * GIB, 275e12, 2, 3),
+    "v5e": ChipSpec("v5e", "v5e", 16 * GIB, 197e12, 1, 2),
+    "v5p": ChipSpec("v5p", "v5p", 95 * GIB, 459e12, 2, 3),
+    "v6e": ChipSpec("v6e", "v6e", 32 * GIB, 918e12, 1, 2),
+}
+# Other spellings users meet in the Cloud console.
+ALIASES = {"v5litepod": "v5e", "v6litepod": "v6e", "trillium": "v6e"}
+
+# Standard slice shapes by chip count (the shapes `gcloud` creates for an accelerator type).
+_SHAPES_3D = {
+    4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4, 4), 128: (4, 4, 8),
+    256: (4, 8, 8), 512: (8, 8, 8), 1024: (8, 8, 16), 2048: (8, 16, 16), 4096: (16, 16, 16),
+    8192: (16, 16, 32),
+}
+_SHAPES_2D = {1: (1, 1), 4: (2, 2), 8: (2, 4), 16: (4, 4), 32: (4, 8), 64: (8, 8), 128: (8, 16), 256: (16, 16)}
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One TPU slice: its chip kind and the chip grid (``shape``)."""
+
+    chip: ChipSpec
+    shape: tuple[int, ...]
+    requested: str  # what the user typed, for messages
+
+    @property
+    def num_chips(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def libtpu_name(self) -> str:
+        """The name ``jax.experimental.topologies.get_topology_desc`` understands, e.g. ``v5p:2x2x2``."""
+        return f"{self.chip.libtpu_name}:{'x'.join(map(str, self.shape))}"
+
+    @property
+    def accelerator_type(self) -> str:
+        """The Cloud accelerator type of this slice, e.g. ``v5p-16`` for 8 v5p chips."""
+        return f"{self.chip.name}-{self.num_chips * self.chip.cores_per_name_unit}"
+
+
+def _known_names() -> str:
+    return ", ".join(f"{name}-N" for name in CHIPS) + " (or family:AxBxC such as v5p:2x2x2)"
+
+
+def parse_topology(text: str) -> Topology:
+    """Read ``v5p-64`` / ``v6e-16`` / ``v5litepod-8`` / ``v4:2x2x4``; raise MeshError naming the valid forms."""
+    cleaned = text.strip().lower()
+    match = re.fullmatch(r"([a-z0-9]+?)(?:-(\d+)|:(\d+(?:x\d+){1,2}))", cleaned)
+    if not match:
+        raise MeshError(f"unknown TPU topology {text!r}; use one of {_known_names()}")
+    family = ALIASES.get(match.group(1), match.group(1))
+    if family not in CHIPS:
+        raise MeshError(f"unknown TPU family {match.group(1)!r} in {text!r}; known families: {', '.join(CHIPS)}")
+    chip = CHIPS[family]
+    if match.group(3):
+        shape = tuple(int(size) for size in match.group(3).split("x"))
+        if len(shape) != chip.dimensions or min(shape) < 1:
+            raise MeshError(
+                f"topology {text!r}: {family} slices are {chip.dimensions}-D chip grids "
+                f"(e.g. {family}:{'x'.join(['2'] * chip.dimensions)})"
+            )
+        return Topology(chip, shape, text)
+    count = int(match.group(2))
+    if count % chip.cores_per_name_unit:
+        raise MeshError(f"topology {text!r}: {family}-N counts TensorCores, N must be a multiple of {chip.cores_per_name_unit}")
+    chips = count // chip.cores_per_name_unit
+    shapes = _SHAPES_3D if chip.dimensions == 3 else _SHAPES_2D
+    if chips not in shapes:
+        valid = ", ".join(f"{family}-{n * chip.cores_per_name_unit}" for n in sorted(shapes))
+        raise MeshError(f"topology {text!r} is not a standard {family} slice; choose one of {valid}")
+    return Topology(chip, shapes[chips], text)

@@ -1,0 +1,150 @@
+"""Compile a stage's train step for a TPU topology on this machine and measure it.
+
+Inputs are abstract (``jax.ShapeDtypeStruct`` with shardings) so nothing the size of the model is
+allocated; libtpu compiles for compile-only devices of the requested slice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from tulu_jax import sharding
+from tulu_jax.errors import MeshError
+from tulu_jax.planning.chips import Topology
+from tulu_jax.planning.devices import topology_devices
+from tulu_jax.planning.sft_step import sft_plan_step
+from tulu_jax.planning.target import PlanTarget
+
+STEP_BUILDERS = {"sft": sft_plan_step}
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """What the compiler reports for one chip (every chip runs the same partitioned program)."""
+
+    mesh_shape: tuple[int, int, int]
+    compile_seconds: float
+    argument_bytes: int = 0
+    output_bytes: int = 0
+    alias_bytes: int = 0  # outputs written in place of donated arguments, counted in both above
+    temp_bytes: int = 0
+    code_bytes: int = 0
+    flops_per_chip: Optional[float] = None
+    optimal_seconds: Optional[float] = None  # XLA's own roofline time for the program, when it gives one
+    out_of_memory: Optional[str] = None  # the compiler's refusal, when the program does not fit at all
+    required_bytes: Optional[int] = None  # from that refusal, when it names the figure
+
+    @property
+    def total_bytes(self) -> int:
+        """Peak footprint per chip: live arguments, outputs not aliased to them, temporaries and code."""
+        if self.required_bytes is not None:
+            return self.required_bytes
+        return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
+
+
+def resolve_mesh(target: PlanTarget, topology: Topology):
+    """The mesh of ``target.mesh`` over one device per chip; MeshError naming the topology if it does not fit."""
+    devices = topology_devices(topology)
+    try:
+        mesh = sharding.make_mesh(target.mesh, devices)
+    except MeshError as error:
+        raise MeshError(
+            f"{target.source}: the mesh does not fit {topology.requested} ({topology.num_chips} chips): {error}"
+        ) from None
+    micro_batch = target.batch_size // target.micro_batches
+    if target.batch_size % target.micro_batches:
+        raise MeshError(
+            f"{target.source}: training.batch_size {target.batch_size} is not divisible by "
+            f"training.micro_batches {target.micro_batches}"
+        )
+    sharding.check_batch_divisible(
+        micro_batch, mesh, what=f"{target.source}: the micro-batch (batch_size/micro_batches = {micro_batch} sequences)"
+    )
+    return mesh
+
+
+def compile_step(target: PlanTarget, topology: Topology) -> CompiledStep:
+    """Lower and compile the stage's jitted train step for ``topology``; an out-of-memory refusal is reported, not raised."""
+    mesh = resolve_mesh(target, topology)
+    mesh_shape = tuple(mesh.shape[axis] for axis in sharding.MESH_AXES)
+    build = STEP_BUILDERS[target.stage]
+    start = time.perf_counter()
+    # Built outside the mesh context: shape evaluation runs small eager ops, which compile-only devices cannot.
+    step, abstract_args = build(target, mesh)
+    with sharding.activate(mesh):
+        lowered = step.jitted.lower(*abstract_args)
+    try:
+        compiled = lowered.compile()
+    except Exception as error:  # noqa: BLE001 - XLA raises a plain runtime error for exhausted memory
+        text = str(error)
+        if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
+            raise
+        argument_bytes = per_chip_bytes(abstract_args)
+        return CompiledStep(
+            mesh_shape,
+            time.perf_counter() - start,
+            argument_bytes=argument_bytes,
+            out_of_memory=_first_line(text),
+            required_bytes=_refusal_bytes(text, argument_bytes),
+        )
+    seconds = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis() or {}
+    if isinstance(cost, list):  # older jax returned one dict per program
+        cost = cost[0] if cost else {}
+    return CompiledStep(
+        mesh_shape=mesh_shape,
+        compile_seconds=seconds,
+        argument_bytes=int(memory.argument_size_in_bytes),
+        output_bytes=int(memory.output_size_in_bytes),
+        alias_bytes=int(memory.alias_size_in_bytes),
+        temp_bytes=int(memory.temp_size_in_bytes),
+        code_bytes=int(memory.generated_code_size_in_bytes),
+        flops_per_chip=float(cost["flops"]) if "flops" in cost else None,
+        optimal_seconds=float(cost["optimal_seconds"]) if cost.get("optimal_seconds") else None,
+    )
+
+
+_SIZE = r"([\d.]+)\s*([KMGT]?)i?B?"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+# "the total memory required for HLO temporaries (34.68G) exceeds available HBM (15.75G)"
+_TEMPORARIES = re.compile(r"required for HLO temporaries \(" + _SIZE + r"\) exceeds available HBM")
+# "Used 40.5G of 15.75G hbm"
+_USED = re.compile(r"Used\s+" + _SIZE + r"\s+of\s+" + _SIZE + r"\s+hbm", re.IGNORECASE)
+
+
+def _refusal_bytes(text: str, argument_bytes: int) -> Optional[int]:
+    """What the compiler says the program needs, from its out-of-memory message, if it says."""
+    match = _USED.search(text)
+    if match:
+        return _to_bytes(match.group(1), match.group(2))
+    match = _TEMPORARIES.search(text)
+    if match:  # the figure covers temporaries only; the resident state comes on top
+        return _to_bytes(match.group(1), match.group(2)) + argument_bytes
+    return None
+
+
+def _to_bytes(number: str, unit: str) -> int:
+    return int(float(number) * _UNITS[unit.upper()])
+
+
+def per_chip_bytes(abstract_tree) -> int:
+    """Bytes one chip holds for these sharded abstract arrays (the largest shard of each leaf)."""
+    import jax
+    import numpy as np
+
+    total = 0
+    for leaf in jax.tree.leaves(abstract_tree):
+        shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
+        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
+    return total
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return "out of memory"

@@ -1,0 +1,158 @@
+"""The RLVR stage's config: where the policy and value model come from, how rollouts are drawn and scored,
+the RL objective (PPO or GRPO), the optimizers, and the run's length, evaluation and checkpointing.
+
+Defaults are the Tülu 3 8B RLVR settings (RECIPE.md section 7). One "step" of this stage is one rollout
+batch: ``rollout.prompts_per_step × rollout.samples_per_prompt`` responses, then ``ppo.epochs ×
+ppo.minibatches`` optimizer updates. The learning-rate schedule counts optimizer updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from data_pipeline.config import DataConfig
+from tulu_jax.checkpoint import CheckpointConfig
+from tulu_jax.errors import ConfigError
+from tulu_jax.objectives.registry import RLObjectiveConfig
+from tulu_jax.sharding import MeshConfig
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
+
+
+@dataclass(frozen=True)
+class PolicySourceConfig:
+    """The policy's starting weights: a Hugging Face model directory (``path``) or random weights of a
+    ``preset`` shape (tests, demos). ``model`` overrides LlamaConfig fields (dtypes, remat, vocab_size ...).
+    The frozen reference model is the same starting weights."""
+
+    path: str = ""
+    preset: str = ""
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.path) == bool(self.preset):
+            raise ConfigError("policy: set exactly one of policy.path (a Hugging Face model directory) or policy.preset")
+
+
+@dataclass(frozen=True)
+class ValueSourceConfig:
+    """Where the PPO value model starts: ``reward_model`` (``path``: the output_dir of a ``tulu-jax rm`` run; the Tülu 3
+    choice), ``policy`` (the policy's trunk with a zero head), or ``scratch`` (random trunk, zero head)."""
+
+    init: Literal["reward_model", "policy", "scratch"] = "reward_model"
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.init == "reward_model" and not self.path:
+            raise ConfigError(
+                "value.init is 'reward_model' but value.path is empty; give the reward model's directory, "
+                "or set value.init to 'policy' or 'scratch'"
+            )
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    prompts_per_step: int = 224
+    samples_per_prompt: int = 1  # GRPO's group size G (must equal objective.group_size)
+    max_new_tokens: int = 2048
+    temperature: float = 1.0  # also used for the learner's log-probs, so the two agree
+    top_k: int = 0
+    top_p: float = 1.0
+    verifiable_reward: float = 10.0  # α: the score of a verified response
+    nonstop_penalty: Optional[float] = None  # e.g. -10.0: the score of a response that never emitted EOS
+
+    def __post_init__(self) -> None:
+        for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rollout.{name} must be at least 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(
+                f"rollout.temperature must be positive for RL (log-probs are taken at this temperature), got {self.temperature}"
+            )
+
+    @property
+    def responses_per_step(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    epochs: int = 4  # passes over each rollout batch
+    minibatches: int = 1  # optimizer updates per pass
+    micro_batches: int = 1  # gradient-accumulation splits of each minibatch (memory only)
+    value_loss_coef: float = 0.1
+    logprob_chunk: int = 256  # positions per chunk of the vocabulary projection
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "minibatches", "micro_batches", "logprob_chunk"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ppo.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class RLVREvalConfig:
+    every: int = 100  # rollout steps between evaluations on the held-out prompts; 0: never
+    max_prompts: int = 0  # 0: all held-out prompts
+    max_new_tokens: int = 0  # 0: rollout.max_new_tokens
+    batch_size: int = 0  # 0: rollout.prompts_per_step
+
+
+@dataclass(frozen=True)
+class RLVRConfig:
+    policy: PolicySourceConfig = field(default_factory=lambda: PolicySourceConfig(preset="tiny"))
+    value: ValueSourceConfig = field(default_factory=lambda: ValueSourceConfig(init="policy"))
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    objective: RLObjectiveConfig = field(default_factory=RLObjectiveConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=3e-7, eps=1e-5))
+    value_optimizer: Optional[OptimizerConfig] = None  # None: the policy's optimizer settings
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.0))
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    evaluation: RLVREvalConfig = field(default_factory=RLVREvalConfig)
+    steps: int = 0  # rollout steps; 0: episodes // responses per step
+    episodes: int = 100_000  # responses generated over the run (used when steps is 0)
+    log_every: int = 1
+    output_dir: str = "runs/rlvr"
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        objective, rollout = self.objective, self.rollout
+        uses_value = objective.advantage_estimator == "gae"
+        if objective.advantage_estimator == "grpo" and objective.group_size != rollout.samples_per_prompt:
+            raise ConfigError(
+                f"objective.group_size ({objective.group_size}) must equal rollout.samples_per_prompt "
+                f"({rollout.samples_per_prompt}): GRPO normalises over the samples of one prompt"
+            )
+        if uses_value and objective.policy_loss == "grpo":
+            raise ConfigError("objective.policy_loss 'grpo' goes with advantage_estimator 'grpo' (no value model)")
+        if rollout.responses_per_step % self.ppo.minibatches:
+            raise ConfigError(
+                f"{rollout.responses_per_step} responses per step do not split into ppo.minibatches="
+                f"{self.ppo.minibatches}; make prompts_per_step × samples_per_prompt a multiple of it"
+            )
+        if (rollout.responses_per_step // self.ppo.minibatches) % self.ppo.micro_batches:
+            raise ConfigError("each PPO minibatch must split evenly into ppo.micro_batches")
+        if self.total_steps < 1:
+            raise ConfigError(
+                f"the run has no rollout steps (steps={self.steps}, episodes={self.episodes}, "
+                f"{rollout.responses_per_step} responses per step); raise steps or episodes"
+            )
+
+    @property
+    def uses_value_model(self) -> bool:
+        return self.objective.advantage_estimator == "gae"
+
+    @property
+    def total_steps(self) -> int:
+        """Rollout steps of the whole run."""
+        return self.steps if self.steps > 0 else self.episodes // self.rollout.responses_per_step
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.ppo.epochs * self.ppo.minibatches
+
+
+def model_overrides(config: RLVRConfig) -> dict[str, Any]:
+    return dict(config.policy.model)
