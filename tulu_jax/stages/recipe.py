@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from data_pipeline.config import SourceConfig
 from data_pipeline.demo import DemoFiles, build_demo_data
+from tulu_jax.config import to_dict
+from tulu_jax.errors import ConfigError
 from tulu_jax.stages.common import EXPORT_DIR, ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.dpo import DPOConfig, run_dpo
 from tulu_jax.stages.recipe_report import accuracy_table, plot_curves, read_metrics
@@ -24,6 +26,8 @@ from tulu_jax.stages.rlvr_config import RLVRConfig
 from tulu_jax.stages.sft import SFTConfig, run_sft
 
 log = logging.getLogger(__name__)
+
+DATA_FILES = ("sft.jsonl", "preference.jsonl", "rlvr.jsonl", "eval.jsonl")
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,24 @@ class RecipeRun:
         self.state_path.write_text(json.dumps(self.state, indent=2) + "\n")
 
     def data(self) -> DemoFiles:
+        """The demo data, made once per run directory (a resumed run reads the very same files)."""
         demo = self.config.demo_data
+        made_with = self.state.get("data")
+        if made_with is not None and made_with != to_dict(demo):
+            raise ConfigError(
+                f"{self.directory} holds demo data made with {made_with}, not {to_dict(demo)}; "
+                "choose another output_dir for different data"
+            )
+        directory = self.directory / "data"
+        if made_with is not None:
+            return DemoFiles(*(directory / name for name in DATA_FILES), tokenizer=directory / "tokenizer")
         files = build_demo_data(
-            self.directory / "data", demo.seed, sft_size=demo.sft_size, preference_size=demo.preference_size,
+            directory, demo.seed, sft_size=demo.sft_size, preference_size=demo.preference_size,
             rlvr_size=demo.rlvr_size, eval_size=demo.eval_size, arithmetic_share=demo.arithmetic_share,
             vocab_size=demo.vocab_size,
         )
+        self.state["data"] = to_dict(demo)
+        self.save()
         return files
 
     def stage(self, name: str, train: Callable[[], Any]) -> None:

@@ -65,6 +65,7 @@ class RLVRStage:
         )
         self.prompt_length = config.data.max_prompt_len
         self.stop_ids = stop_ids_for(tokenizer, model_config)
+        self.best: Optional[tuple[int, float, Any]] = None  # (rollout step, held-out accuracy, host policy params)
         self.sampling = SamplingConfig(config.rollout.temperature, config.rollout.top_k, config.rollout.top_p)
 
         params = {"policy": policy_params}
@@ -97,6 +98,12 @@ class RLVRStage:
         if value_params is not None:
             learner_keys += ("old_values", "returns")
         self._update = jit_train_step(update, self.mesh, self.shardings, learner_keys)
+
+    def consider_best(self, accuracy: float) -> None:
+        """Remember the policy when it beats every earlier evaluation (used with ``evaluation.keep_best``)."""
+        if not self.config.evaluation.keep_best or (self.best is not None and accuracy <= self.best[1]):
+            return
+        self.best = (self.rollout_step, accuracy, jax.device_get(self.state.params["policy"]))
 
     @property
     def rollout_step(self) -> int:
@@ -223,9 +230,15 @@ def run_stage(
     evaluate = None
     if eval_prompts:
         def evaluate(_params) -> dict:
-            return {key.removeprefix("eval/"): value for key, value in eval_metrics(stage.evaluate(eval_prompts)).items()}
+            metrics = {key.removeprefix("eval/"): value for key, value in eval_metrics(stage.evaluate(eval_prompts)).items()}
+            stage.consider_best(metrics["accuracy"])
+            return metrics
 
     logger = MetricsLogger(output_dir, tensorboard=True)
+    if evaluate is not None and config.evaluation.keep_best and stage.best is None:
+        start = evaluate(None)
+        logger.log(stage.rollout_step, {f"eval/{key}": value for key, value in start.items()}, echo=False)
+        log(f"held-out accuracy of the starting policy: {start['accuracy']:.4f}")
     end = config.total_steps if stop_after is None else min(stop_after, config.total_steps)
     spec = LoopSpec(
         total_steps=end,
@@ -290,6 +303,10 @@ def run_from_config(config: RLVRConfig, log: Callable[[str], None] = print) -> l
     tokenizer = data.tokenizer
     special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
     chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
-    export_hf(Path(config.output_dir) / EXPORT_DIR, stage.state.params["policy"], model_config, config.data.tokenizer,
+    policy = stage.state.params["policy"]
+    if stage.best is not None:
+        step, accuracy, policy = stage.best
+        log(f"exporting the best policy on the held-out prompts: rollout step {step} (accuracy {accuracy:.4f})")
+    export_hf(Path(config.output_dir) / EXPORT_DIR, policy, model_config, config.data.tokenizer,
               chat_template, special_ids, to_dict(config))
     return history

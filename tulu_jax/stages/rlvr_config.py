@@ -95,6 +95,9 @@ class RLVREvalConfig:
     max_prompts: int = 0  # 0: all held-out prompts
     max_new_tokens: int = 0  # 0: rollout.max_new_tokens
     batch_size: int = 0  # 0: rollout.prompts_per_step
+    # Tülu 3 kept the checkpoint that scored best on the dev evals. With keep_best the starting policy is
+    # evaluated too, and the export is the best policy seen (held on the host; not part of resume state).
+    keep_best: bool = False
 
 
 @dataclass(frozen=True)
