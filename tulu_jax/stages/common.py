@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from tulu_jax.config import from_dict, to_dict
-from tulu_jax.errors import ConfigError
+from tulu_jax.errors import CheckpointError, ConfigError
 from tulu_jax.hf import load_hf_checkpoint, read_hf_config, save_hf_checkpoint
 from tulu_jax.models import PRESETS, LlamaConfig, init_params, preset
 
@@ -138,3 +138,27 @@ def numpy_batch(batch: dict) -> dict:
     """Only the numeric arrays of a loader batch (the step takes nothing else)."""
     return {key: value for key, value in batch.items() if isinstance(value, np.ndarray) and value.dtype != object}
 
+
+def resume_state(checkpointer, resume_configured: bool, resume: Optional[bool], abstract, batches) -> Any:
+    """The restored state (and ``batches`` moved to the next batch), or None to start afresh.
+
+    ``resume=None`` follows the config; True insists on a checkpoint; False refuses to overwrite one.
+    """
+    wanted = resume_configured if resume is None else resume
+    steps = checkpointer.steps()
+    if not wanted:
+        if steps:
+            raise CheckpointError(
+                f"{checkpointer.directory} already holds checkpoints {steps} and resuming is off; "
+                "resume (checkpoint.resume=true), or choose another output_dir"
+            )
+        return None
+    restored = checkpointer.restore_latest(abstract)
+    if restored is None:
+        if resume:
+            raise CheckpointError(f"--resume: no checkpoint in {checkpointer.directory} to resume from")
+        return None
+    if restored.data_state:
+        batches.set_state(restored.data_state)
+    log.info("resumed from %s/%d", checkpointer.directory, restored.step)
+    return restored.state

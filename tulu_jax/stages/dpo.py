@@ -29,6 +29,7 @@ from tulu_jax.reference_cache import ReferenceLogps, default_cache_dir
 from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
+    resume_state,
     EXPORT_DIR, ModelConfig, check_vocab, export_hf, load_model_params, resolve_model_config, run_config_dict,
 )
 from tulu_jax.stages.dpo_reference import (
@@ -38,8 +39,6 @@ from tulu_jax.stages.preference_batches import (
     PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps, with_example_index,
 )
 from tulu_jax.training.config import TrainingConfig
-from tulu_jax.training.loop import LoopSpec, run_training
-from tulu_jax.training.metrics import MetricsLogger
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
 from tulu_jax.training.step import build_eval_step, build_train_step
@@ -190,7 +189,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     in_step = objective.uses_reference and objective.reference == "in_step"
     batches = pt.PairBatches(loader, PAIR_KEYS, None if in_step else train_reference.lookup)
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    restored = pt.resume_state(checkpointer, config.checkpoint.resume, resume,
+    restored = resume_state(checkpointer, config.checkpoint.resume, resume,
                                abstract_state(optimizer, shapes, shardings), batches)
     frozen_reference = reference_params(copy=True) if in_step else None
     if restored is not None:
@@ -223,22 +222,10 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
             return pt.evaluate_pairs(evaluate_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
                                      eval_extend, training.eval_batches)
 
-    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
-                           run_config=run_config)
-    spec = LoopSpec(
-        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pt.pair_means,
-        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
-        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
-        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
-        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
-        progress_bar=training.progress_bar,
+    state, eval_metrics = pt.train_pairs(
+        state, step_fn, batches, evaluate=evaluate, to_device=to_device, checkpointer=checkpointer, config=config,
+        output_dir=output_dir, run_config=run_config, total_steps=total_steps,
     )
-    try:
-        state = run_training(state, step_fn, batches, spec)
-    finally:
-        logger.close()
-        checkpointer.close()
-    eval_metrics = evaluate(state.params) if evaluate is not None else {}
 
     export_dir = None
     if export:

@@ -22,6 +22,8 @@ from data_pipeline.loader import BatchLoader
 from tulu_jax.sharding import replicated
 from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch
 from tulu_jax.training.step import MeshFunction
+from tulu_jax.training.loop import LoopSpec, run_training
+from tulu_jax.training.metrics import MetricsLogger
 
 PAIRS = "pairs"
 # Step metrics that are already what they say (not sums over pairs).
@@ -143,27 +145,24 @@ def evaluate_pairs(
     return pair_means(totals)
 
 
-def resume_state(checkpointer, resume_configured: bool, resume: Optional[bool], abstract, batches) -> Any:
-    """The restored state (and ``batches`` moved to the next batch), or None to start afresh.
-
-    ``resume=None`` follows the config; True insists on a checkpoint; False refuses to overwrite one.
-    """
-    from tulu_jax.errors import CheckpointError
-
-    wanted = resume_configured if resume is None else resume
-    steps = checkpointer.steps()
-    if not wanted:
-        if steps:
-            raise CheckpointError(
-                f"{checkpointer.directory} already holds checkpoints {steps} and resuming is off; "
-                "resume (checkpoint.resume=true), or choose another output_dir"
-            )
-        return None
-    restored = checkpointer.restore_latest(abstract)
-    if restored is None:
-        if resume:
-            raise CheckpointError(f"--resume: no checkpoint in {checkpointer.directory} to resume from")
-        return None
-    if restored.data_state:
-        batches.set_state(restored.data_state)
-    return restored.state
+def train_pairs(state, step_fn, batches, *, evaluate, to_device, checkpointer, config, output_dir, run_config,
+                total_steps: int):
+    """The shared loop for a preference stage (DPO or RM): log, evaluate, checkpoint; returns the final state
+    and the held-out metrics at the end ({} without an evaluation split)."""
+    training = config.training
+    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
+                           run_config=run_config)
+    spec = LoopSpec(
+        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pair_means,
+        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
+        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
+        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
+        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
+        progress_bar=training.progress_bar,
+    )
+    try:
+        state = run_training(state, step_fn, batches, spec)
+    finally:
+        logger.close()
+        checkpointer.close()
+    return state, (evaluate(state.params) if evaluate is not None else {})

@@ -32,11 +32,11 @@ from tulu_jax.models.value_head import (
 from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
 from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
 from tulu_jax.stages import preference_training as pt
-from tulu_jax.stages.common import ModelConfig, check_vocab, host_params, load_model_params, resolve_model_config, run_config_dict
+from tulu_jax.stages.common import (
+    ModelConfig, check_vocab, host_params, load_model_params, resolve_model_config, resume_state, run_config_dict,
+)
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs, with_example_index
 from tulu_jax.training.config import TrainingConfig
-from tulu_jax.training.loop import LoopSpec, run_training
-from tulu_jax.training.metrics import MetricsLogger
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
 from tulu_jax.training.step import build_eval_step, build_train_step
@@ -126,7 +126,7 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
         (output_dir / "config.yaml").write_text(to_yaml(config))
 
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = pt.resume_state(checkpointer, config.checkpoint.resume, resume,
+    state = resume_state(checkpointer, config.checkpoint.resume, resume,
                             abstract_state(optimizer, shapes, shardings), batches)
     if state is None:
         state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed), optimizer,
@@ -145,22 +145,10 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
             return pt.evaluate_pairs(eval_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
                                      None, training.eval_batches)
 
-    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
-                           run_config=run_config)
-    spec = LoopSpec(
-        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pt.pair_means,
-        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
-        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
-        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
-        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
-        progress_bar=training.progress_bar,
+    state, eval_metrics = pt.train_pairs(
+        state, step_fn, batches, evaluate=evaluate, to_device=to_device, checkpointer=checkpointer, config=config,
+        output_dir=output_dir, run_config=run_config, total_steps=total_steps,
     )
-    try:
-        state = run_training(state, step_fn, batches, spec)
-    finally:
-        logger.close()
-        checkpointer.close()
-    eval_metrics = evaluate(state.params) if evaluate is not None else {}
     export_dir = save_reward_model(output_dir / EXPORT_DIR, state.params, model_config) if export else None
     return RewardModelResult(export_dir, state.params, eval_metrics)
 

@@ -20,13 +20,14 @@ from data_pipeline.loader import BatchLoader, make_global_batch
 from data_pipeline.pipeline import prepare_data
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import to_yaml
-from tulu_jax.errors import CheckpointError, ConfigError
+from tulu_jax.errors import ConfigError
 from tulu_jax.models import Llama, LlamaConfig, param_logical_axes, unembedding_matrix
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives import chunked_token_logprobs, next_token_targets, sft_loss
 from tulu_jax.objectives.sft import REDUCTIONS
 from tulu_jax.sharding import MeshConfig, batch_sharding, check_batch_divisible, make_mesh
 from tulu_jax.stages.common import (
+    resume_state,
     EXPORT_DIR,
     ModelConfig,
     check_vocab,
@@ -139,7 +140,7 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
 
     # Fresh or resumed state.
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = _resume(checkpointer, config, resume, abstract_state(optimizer, shapes, shardings), loader)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, abstract_state(optimizer, shapes, shardings), loader)
     if state is None:
         params = load_model_params(config.model, model_config, config.seed)
         state = create_train_state(params, optimizer, config.seed, shardings)
@@ -186,28 +187,6 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
     chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
     return export_hf(output_dir / EXPORT_DIR, state.params, model_config, config.data.tokenizer,
                      chat_template, special_ids, run_config)
-
-
-def _resume(checkpointer: Checkpointer, config: SFTConfig, resume: Optional[bool], abstract, loader) -> Any:
-    """The restored state (and the loader moved to its batch), or None to start afresh."""
-    wanted = config.checkpoint.resume if resume is None else resume
-    steps = checkpointer.steps()
-    if not wanted:
-        if steps:
-            raise CheckpointError(
-                f"{checkpointer.directory} already holds checkpoints {steps} and resuming is off; "
-                "resume (checkpoint.resume=true), or choose another output_dir"
-            )
-        return None
-    restored = checkpointer.restore_latest(abstract)
-    if restored is None:
-        if resume:
-            raise CheckpointError(f"--resume: no checkpoint in {checkpointer.directory} to resume from")
-        return None
-    if restored.data_state:
-        loader.set_state(restored.data_state)
-    log.info("resumed from %s/%d", checkpointer.directory, restored.step)
-    return restored.state
 
 
 def _evaluator(config: SFTConfig, eval_rows, loss_fn, mesh, param_shardings, micro_batch: int):
