@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from types import ModuleType
@@ -45,7 +46,15 @@ def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Progress messages of the stages (data tables, resumption, drops) on stderr; library chatter hidden."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    for noisy in ("absl", "orbax", "jax", "etils", "tensorflow", "grain", "httpx", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     commands = discover_commands()
     parser = build_parser(commands)
     args = parser.parse_args(argv)

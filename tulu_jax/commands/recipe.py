@@ -15,12 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from tulu_jax.config import load_config
     from tulu_jax.stages.recipe import RecipeConfig, run_recipe
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(RecipeConfig, args.config, args.overrides)
     if args.quick:
         config = load_config(RecipeConfig, args.config, [*config.quick_overrides, *args.overrides])

@@ -238,7 +238,7 @@ def run_stage(
     if evaluate is not None and config.evaluation.keep_best and stage.best is None:
         start = evaluate(None)
         logger.log(stage.rollout_step, {f"eval/{key}": value for key, value in start.items()}, echo=False)
-        log(f"held-out accuracy of the starting policy: {start['accuracy']:.4f}")
+        log(f"dev-prompt accuracy of the starting policy: {start['accuracy']:.4f}")
     end = config.total_steps if stop_after is None else min(stop_after, config.total_steps)
     spec = LoopSpec(
         total_steps=end,
@@ -306,7 +306,7 @@ def run_from_config(config: RLVRConfig, log: Callable[[str], None] = print) -> l
     policy = stage.state.params["policy"]
     if stage.best is not None:
         step, accuracy, policy = stage.best
-        log(f"exporting the best policy on the held-out prompts: rollout step {step} (accuracy {accuracy:.4f})")
+        log(f"exporting the best policy on the dev prompts: rollout step {step} (accuracy {accuracy:.4f})")
     export_hf(Path(config.output_dir) / EXPORT_DIR, policy, model_config, config.data.tokenizer,
               chat_template, special_ids, to_dict(config))
     return history
