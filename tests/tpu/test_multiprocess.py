@@ -4,7 +4,7 @@ Each process has 4 forced CPU devices and feeds only its share of every global b
 spans both. The per-step SFT losses, and a step replayed from an Orbax checkpoint written by both
 processes together, must equal the single-process run's.
 
-Marked slow: three processes each compile the step (about 35 s of CPU each), over a minute on 2 cores.
+Three processes each compile the step (about 35 s of CPU each): over a minute on 2 cores.
 """
 
 import json
@@ -43,7 +43,7 @@ def _run(processes: list[subprocess.Popen]) -> None:
         assert process.returncode == 0, stderr.decode()[-3000:]
 
 
-pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="module")
