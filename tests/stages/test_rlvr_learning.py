@@ -9,7 +9,6 @@ verified answers with a bounded KL. It does not show reasoning.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.stages.rlvr_fixtures import toy_config, toy_stage
 from tulu_jax.stages.rlvr import make_loader
@@ -38,14 +37,12 @@ def check_learned(history: list[dict]) -> None:
     assert {"accuracy/gsm8k", "accuracy/math", "reward/gsm8k"} <= set(history[-1])
 
 
-@pytest.mark.slow
 def test_ppo_raises_verified_accuracy():
     history = train("ppo", 25)
     check_learned(history)
     assert all(np.isfinite(m["train/value_loss"]) for m in history)
 
 
-@pytest.mark.slow
 def test_grpo_raises_verified_accuracy():
     history = train("grpo", 25)
     check_learned(history)
