@@ -17,8 +17,6 @@ import jax.numpy as jnp
 
 from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
-from data_pipeline.loader import BatchLoader
-from data_pipeline.pipeline import prepare_data
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import check_choice, to_yaml
 from tulu_jax.errors import ConfigError
@@ -26,17 +24,16 @@ from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives import PREFERENCE_LOSS_TYPES, preference_loss
 from tulu_jax.reference_cache import ReferenceLogps, default_cache_dir
-from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
+from tulu_jax.sharding import MeshConfig, check_batch_divisible
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
-    resume_state,
-    EXPORT_DIR, ModelConfig, check_vocab, export_hf, load_model_params, resolve_model_config, run_config_dict,
+    EXPORT_DIR, ModelConfig, export_hf, load_model_params, resolve_model_config, resume_state, run_config_dict,
 )
 from tulu_jax.stages.dpo_reference import (
     cached_reference_logps, in_step_reference, jit_reference_pass, reference_cache_key,
 )
 from tulu_jax.stages.preference_batches import (
-    PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps, with_example_index,
+    PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps,
 )
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
@@ -122,17 +119,9 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     objective, training = config.dpo, config.training
 
     # Data: preference rows, each tagged with its example index.
-    prepared = prepare_data(config.data, kind="preference", log=log.info)
-    train_rows = with_example_index(prepared.train)
-    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
-    model_config = resolve_model_config(config.model)
-    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
-    mesh = make_mesh(config.mesh)
-    micro_batch = training.batch_size // training.micro_batches
-    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
-    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
-                         shuffle=config.data.shuffle, process_index=jax.process_index(),
-                         process_count=jax.process_count())
+    setup = pt.prepare_pairs(config)
+    prepared, train_rows, eval_rows = setup.prepared, setup.train_rows, setup.eval_rows
+    model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
     total_steps = training.total_steps(loader.steps_per_epoch)
 
     schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)

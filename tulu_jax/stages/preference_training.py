@@ -11,6 +11,8 @@ assumes rank-2 batches; if it learns per-key ranks these two helpers can go.)
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
@@ -19,11 +21,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from data_pipeline.loader import BatchLoader
-from tulu_jax.sharding import replicated
-from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch
-from tulu_jax.training.step import MeshFunction
+from data_pipeline.pipeline import prepare_data
+from tulu_jax.sharding import check_batch_divisible, make_mesh, replicated
+from tulu_jax.stages.common import check_vocab, resolve_model_config
+from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch, with_example_index
 from tulu_jax.training.loop import LoopSpec, run_training
 from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.training.step import MeshFunction
+
+log = logging.getLogger(__name__)
 
 PAIRS = "pairs"
 # Step metrics that are already what they say (not sums over pairs).
@@ -166,3 +172,34 @@ def train_pairs(state, step_fn, batches, *, evaluate, to_device, checkpointer, c
         logger.close()
         checkpointer.close()
     return state, (evaluate(state.params) if evaluate is not None else {})
+
+
+@dataclass
+class PairSetup:
+    """What a preference stage starts from: its rows, model shapes, mesh and checkpointable loader."""
+
+    prepared: Any  # data_pipeline.pipeline.PreparedData
+    train_rows: dict
+    eval_rows: Optional[dict]
+    model_config: Any  # LlamaConfig
+    mesh: Mesh
+    micro_batch: int
+    loader: BatchLoader
+
+
+def prepare_pairs(config) -> PairSetup:
+    """Preference rows tagged with example indices, the model config checked against the tokenizer, the
+    mesh checked against the micro-batch, and the per-process loader (DPO and RM alike)."""
+    training = config.training
+    prepared = prepare_data(config.data, kind="preference", log=log.info)
+    train_rows = with_example_index(prepared.train)
+    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
+    model_config = resolve_model_config(config.model)
+    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
+    mesh = make_mesh(config.mesh)
+    micro_batch = training.batch_size // training.micro_batches
+    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
+    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
+                         shuffle=config.data.shuffle, process_index=jax.process_index(),
+                         process_count=jax.process_count())
+    return PairSetup(prepared, train_rows, eval_rows, model_config, mesh, micro_batch, loader)

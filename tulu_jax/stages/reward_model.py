@@ -20,8 +20,6 @@ import jax
 import orbax.checkpoint as ocp
 
 from data_pipeline.config import DataConfig
-from data_pipeline.loader import BatchLoader
-from data_pipeline.pipeline import prepare_data
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import from_dict, to_dict, to_yaml
 from tulu_jax.errors import CheckpointError
@@ -30,12 +28,12 @@ from tulu_jax.models.value_head import (
     LlamaScalarHead, init_scalar_head_params, scalar_head_logical_axes, scalar_head_params_from_lm,
 )
 from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
-from tulu_jax.sharding import MeshConfig, check_batch_divisible, make_mesh
+from tulu_jax.sharding import MeshConfig
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
-    ModelConfig, check_vocab, host_params, load_model_params, resolve_model_config, resume_state, run_config_dict,
+    ModelConfig, host_params, load_model_params, resume_state, run_config_dict,
 )
-from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs, with_example_index
+from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
@@ -103,17 +101,9 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
         output_dir.mkdir(parents=True, exist_ok=True)
     training = config.training
 
-    prepared = prepare_data(config.data, kind="preference", log=log.info)
-    train_rows = with_example_index(prepared.train)
-    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
-    model_config = resolve_model_config(config.model)
-    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
-    mesh = make_mesh(config.mesh)
-    micro_batch = training.batch_size // training.micro_batches
-    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
-    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
-                         shuffle=config.data.shuffle, process_index=jax.process_index(),
-                         process_count=jax.process_count())
+    setup = pt.prepare_pairs(config)
+    prepared, train_rows, eval_rows = setup.prepared, setup.train_rows, setup.eval_rows
+    model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
     batches = pt.PairBatches(loader, PAIR_KEYS)
     total_steps = training.total_steps(loader.steps_per_epoch)
 

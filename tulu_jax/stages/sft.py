@@ -27,7 +27,6 @@ from tulu_jax.objectives import chunked_token_logprobs, next_token_targets, sft_
 from tulu_jax.objectives.sft import REDUCTIONS
 from tulu_jax.sharding import MeshConfig, batch_sharding, check_batch_divisible, make_mesh
 from tulu_jax.stages.common import (
-    resume_state,
     EXPORT_DIR,
     ModelConfig,
     check_vocab,
@@ -35,6 +34,7 @@ from tulu_jax.stages.common import (
     load_model_params,
     numpy_batch,
     resolve_model_config,
+    resume_state,
     run_config_dict,
 )
 from tulu_jax.training.config import TrainingConfig
