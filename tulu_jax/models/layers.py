@@ -11,11 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tulu_jax.models.attention import attend, causal_self_attend
 from tulu_jax.models.config import LlamaConfig
+from tulu_jax.ops.linear import linear
 from tulu_jax.models.rope import apply_rotary
-
-# Finite, so rows whose keys are all masked (padding queries) give a uniform softmax instead of NaN.
-MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 KVCache = dict[str, jnp.ndarray]  # per layer: "key", "value" [batch, slots, kv_heads, head_dim]
 
@@ -43,18 +42,19 @@ class RMSNorm(nn.Module):
 
 
 class Projection(nn.Module):
-    """A bias-free linear map stored as ``{"kernel": [in..., out...]}`` and applied with one einsum."""
+    """A bias-free linear map stored as ``{"kernel": [in..., out...]}``: the last ``num_input_dims`` dims of
+    the input contract with the kernel's leading dims."""
 
     config: LlamaConfig
     shape: tuple[int, ...]
     axes: tuple[str, ...]
-    equation: str
+    num_input_dims: int = 1
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kernel = _param(self, "kernel", self.shape, self.axes)
         dtype = _dtype(self.config.compute_dtype)
-        return jnp.einsum(self.equation, x.astype(dtype), kernel.astype(dtype))
+        return linear(x.astype(dtype), kernel.astype(dtype), self.num_input_dims)
 
 
 class Attention(nn.Module):
@@ -76,9 +76,9 @@ class Attention(nn.Module):
         c = self.config
         d, h, kvh, hd = c.hidden_size, c.num_heads, c.num_kv_heads, c.resolved_head_dim
         groups = h // kvh
-        q = Projection(c, (d, h, hd), ("embed", "heads", "head_dim"), "bld,dhk->blhk", name="q_proj")(x)
-        k = Projection(c, (d, kvh, hd), ("embed", "kv_heads", "head_dim"), "bld,dhk->blhk", name="k_proj")(x)
-        v = Projection(c, (d, kvh, hd), ("embed", "kv_heads", "head_dim"), "bld,dhk->blhk", name="v_proj")(x)
+        q = Projection(c, (d, h, hd), ("embed", "heads", "head_dim"), name="q_proj")(x)
+        k = Projection(c, (d, kvh, hd), ("embed", "kv_heads", "head_dim"), name="k_proj")(x)
+        v = Projection(c, (d, kvh, hd), ("embed", "kv_heads", "head_dim"), name="v_proj")(x)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
 
@@ -87,19 +87,13 @@ class Attention(nn.Module):
             k = jax.lax.dynamic_update_slice_in_dim(cache["key"], k.astype(cache["key"].dtype), cache_index, axis=1)
             v = jax.lax.dynamic_update_slice_in_dim(cache["value"], v.astype(cache["value"].dtype), cache_index, axis=1)
             cache = {"key": k, "value": v}
-        slots = k.shape[1]
-
         q = q.reshape(q.shape[0], length, kvh, groups, hd)  # [batch, length, kv_heads, groups, head_dim]
-        scores = jnp.einsum("blkgd,bskd->bkgls", q, k.astype(q.dtype)).astype(jnp.float32)
-        scores = scores * (hd**-0.5)
-        query_slots = cache_index + jnp.arange(length)
-        causal = query_slots[:, None] >= jnp.arange(slots)[None, :]  # [length, slots]
-        same_segment = query_segment_ids[:, :, None] == key_segment_ids[:, None, :]  # [batch, length, slots]
-        allowed = causal[None] & same_segment
-        scores = jnp.where(allowed[:, None, None], scores, MASK_VALUE)
-        weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgls,bskd->blkgd", weights, v.astype(q.dtype)).reshape(x.shape[0], length, h, hd)
-        out = Projection(c, (h, hd, d), ("heads", "head_dim", "embed"), "blhk,hkd->bld", name="o_proj")(out)
+        if cache is None:
+            out = causal_self_attend(q, k, v, query_segment_ids)
+        else:
+            out = attend(q, k, v, cache_index + jnp.arange(length), query_segment_ids, key_segment_ids)
+        out = out.reshape(x.shape[0], length, h, hd)
+        out = Projection(c, (h, hd, d), ("heads", "head_dim", "embed"), num_input_dims=2, name="o_proj")(out)
         return out, cache
 
 
@@ -111,10 +105,10 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         c = self.config
-        gate = Projection(c, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), "bld,df->blf", name="gate_proj")(x)
-        up = Projection(c, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), "bld,df->blf", name="up_proj")(x)
+        gate = Projection(c, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), name="gate_proj")(x)
+        up = Projection(c, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), name="up_proj")(x)
         hidden = nn.with_logical_constraint(jax.nn.silu(gate) * up, ("batch", "length", "act_mlp"))
-        return Projection(c, (c.intermediate_size, c.hidden_size), ("mlp", "embed"), "blf,fd->bld", name="down_proj")(
+        return Projection(c, (c.intermediate_size, c.hidden_size), ("mlp", "embed"), name="down_proj")(
             hidden
         )
 

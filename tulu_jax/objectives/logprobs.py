@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tulu_jax.ops.linear import linear
+
 
 def token_logprobs_from_logits(logits, targets, temperature: float = 1.0) -> jnp.ndarray:
     """``log softmax(logits / temperature)[target]`` per position, computed in float32: ``[batch, length]``."""
@@ -27,12 +29,11 @@ def token_entropy_from_logits(logits, temperature: float = 1.0) -> jnp.ndarray:
 
 def _chunk_logprobs_and_entropy(hidden_chunk, unembedding, target_chunk, temperature, compute_dtype):
     """Log-probs and entropies of one chunk of positions: ``[batch, chunk]`` each."""
-    logits = jnp.einsum(
-        "bcd,dv->bcv",
-        hidden_chunk.astype(compute_dtype),
-        unembedding.astype(compute_dtype),
-        preferred_element_type=jnp.float32,
-    )  # [batch, chunk, vocab], float32 accumulation even for bf16 inputs
+    if jnp.dtype(compute_dtype) == jnp.float32:
+        logits = linear(hidden_chunk.astype(jnp.float32), unembedding.astype(jnp.float32), 1)
+    else:  # [batch, chunk, vocab], float32 accumulation for bf16 inputs
+        logits = jnp.einsum("bcd,dv->bcv", hidden_chunk.astype(compute_dtype), unembedding.astype(compute_dtype),
+                            preferred_element_type=jnp.float32)
     logits = logits / temperature
     log_normaliser = jax.nn.logsumexp(logits, axis=-1)
     target_logits = jnp.take_along_axis(logits, target_chunk[..., None], axis=-1)[..., 0]
@@ -74,10 +75,11 @@ def chunked_token_logprobs(
     hidden_chunks = hidden.reshape(batch, num_chunks, chunk_size, embed).swapaxes(0, 1)
     target_chunks = targets.reshape(batch, num_chunks, chunk_size).swapaxes(0, 1)
 
-    # Rematerialised: the backward pass keeps only each chunk's inputs and recomputes its logits.
-    @jax.checkpoint
     def one_chunk(hidden_chunk, target_chunk):
         return _chunk_logprobs_and_entropy(hidden_chunk, unembedding, target_chunk, temperature, compute_dtype)
+
+    if num_chunks > 1:  # Rematerialised: the backward pass keeps each chunk's inputs and recomputes its logits.
+        one_chunk = jax.checkpoint(one_chunk)
 
     logprob_chunks, entropy_chunks = jax.lax.map(lambda pair: one_chunk(*pair), (hidden_chunks, target_chunks))
     logprobs = logprob_chunks.swapaxes(0, 1).reshape(batch, num_chunks * chunk_size)[:, :length]

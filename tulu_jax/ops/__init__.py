@@ -1,0 +1,1 @@
+"""Array operations shared by models and objectives, with no knowledge of either."""
