@@ -14,7 +14,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-BENCHMARKS = ("sft_step", "dpo_step", "generation", "rlvr_step", "decontamination")
+BENCHMARKS = ("sft_step", "dpo_step", "generation", "rlvr_step", "decontamination", "data_pipeline",
+              "compile_time")
 
 
 def machine() -> str:

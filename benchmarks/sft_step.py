@@ -38,7 +38,8 @@ def synthetic_batch(vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
             "positions": np.broadcast_to(np.arange(LENGTH, dtype=np.int32), ids.shape).copy()}
 
 
-def jax_stepper(config, batch):
+def jax_train_step(config):
+    """The jitted SFT step on one device (not yet compiled), its optimizer and the state shardings."""
     mesh = make_mesh(MeshConfig(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
     schedule = make_schedule(LEARNING_RATE, ScheduleConfig(kind="constant", warmup_steps=0), 1000)
     optimizer = make_optimizer(OptimizerConfig(learning_rate=LEARNING_RATE, max_grad_norm=1.0), schedule)
@@ -46,6 +47,11 @@ def jax_stepper(config, batch):
     loss_fn = make_sft_loss(config, SFTLossConfig(reduction="mean", logits_chunk_size=LENGTH))
     step = jit_train_step(build_train_step(loss_fn, optimizer, schedule, 1, global_token_count, mesh),
                           mesh, shardings, BATCH_KEYS)
+    return step, optimizer, shardings
+
+
+def jax_stepper(config, batch):
+    step, optimizer, shardings = jax_train_step(config)
     holder = {"state": create_train_state(jax.device_get(init_params(config, jax.random.PRNGKey(0))),
                                           optimizer, 0, shardings)}
     device_batch = {key: jnp.asarray(value) for key, value in batch.items()}
