@@ -1,6 +1,9 @@
 """Run every benchmark (each ours vs its reference in the same process) and write BENCHMARKS.md.
 
     python -m benchmarks.run [--quick] [--only sft_step generation ...] [--out BENCHMARKS.md]
+
+With ``--only``, the other benchmarks' sections of an existing output file are kept as they were; every
+section records when, where and with which command it was measured.
 """
 
 from __future__ import annotations
@@ -10,12 +13,22 @@ import importlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
 
 BENCHMARKS = ("sft_step", "dpo_step", "generation", "rlvr_step", "decontamination", "data_pipeline",
               "compile_time")
+SECTION = re.compile(r"^## (\w+)\n\n```json\n(.*?)\n```", re.S | re.M)
+
+
+def earlier_results(path: str) -> dict[str, dict]:
+    """The JSON sections of an earlier BENCHMARKS.md, by benchmark name (empty when there is none)."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        return {name: json.loads(body) for name, body in SECTION.findall(handle.read()) if name in BENCHMARKS}
 
 
 def machine() -> str:
@@ -31,21 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--out", default="BENCHMARKS.md")
     args = parser.parse_args(argv)
-    results = {}
+    command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    results = earlier_results(args.out) if args.only else {}
     for name in args.only or BENCHMARKS:
         print(f"== {name}", flush=True)
         started = time.perf_counter()
-        results[name] = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
-        results[name]["benchmark_seconds"] = round(time.perf_counter() - started, 1)
-    command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+        result = importlib.import_module(f"benchmarks.{name}").run(quick=args.quick)
+        result["benchmark_seconds"] = round(time.perf_counter() - started, 1)
+        result["measured"] = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {command.strip()}"
+        results[name] = result
     lines = [
         "# Benchmarks", "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.", "",
-        f"Command: `{command.strip()}`. Each benchmark runs ours and its reference alternately in one process,",
-        "excludes compilation/warm-up (reported separately) and reports the median of its repetitions.", "",
+        "Written by `python -m benchmarks.run` (`make bench`). Each benchmark runs ours and its reference",
+        "alternately in one process, excludes compilation/warm-up (reported separately) and reports the median",
+        "of its repetitions; its `measured` field says when, on what machine and with which command.", "",
     ]
-    for name, result in results.items():
-        lines += [f"## {name}", "", "```json", json.dumps(result, indent=2, default=str), "```", ""]
+    for name in BENCHMARKS:
+        if name in results:
+            lines += [f"## {name}", "", "```json", json.dumps(results[name], indent=2, default=str), "```", ""]
     with open(args.out, "w") as handle:
         handle.write("\n".join(lines))
     print(f"wrote {args.out}")

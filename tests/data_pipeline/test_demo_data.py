@@ -39,7 +39,7 @@ def test_verifiers_accept_chosen_and_refuse_rejected(tmp_path):
     kinds = set()
     for pair in pairs:
         prompt = pair["chosen"][0]["content"]
-        dataset = "ifeval" if prompt.startswith("Write") else "gsm8k"
+        dataset = "gsm8k" if " has " in prompt else "ifeval"
         kinds.add(dataset)
         if dataset == "gsm8k":
             truth = pair["chosen"][1]["content"].rsplit(" ", 1)[-1].rstrip(".")

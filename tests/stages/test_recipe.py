@@ -1,8 +1,7 @@
 """The embedded default end to end (`tulu-jax recipe --quick`): every stage runs, each reads the previous
-stage's export; SFT beats the base model on held-out prompts, DPO raises its preference accuracy, RLVR
-raises its accuracy on its dev prompts, and transformers alone answers like we do. Then a second run finds
-every stage done and repeats nothing. (RLVR >= DPO on the held-out table is not reached reliably at this
-scale; see the README.)"""
+stage's export; on the held-out prompts SFT beats the base model and RLVR does at least as well as DPO;
+DPO raises its preference accuracy; RLVR keeps a policy that beats its starting policy on its dev prompts;
+and transformers alone answers like we do. Then a second run finds every stage done and repeats nothing."""
 
 import json
 import os
@@ -38,11 +37,12 @@ def mean(values):
     return sum(values) / len(values)
 
 
-def test_sft_beats_the_base_model_on_held_out_prompts(quick_run):
+def test_held_out_accuracy_orders_the_stages(quick_run):
     _, state, lines = quick_run
     accuracy = {stage: summary["all"]["pass@1"] for stage, summary in state["evals"].items()}
     assert set(accuracy) == {"base", "sft", "dpo", "rlvr"}
     assert accuracy["sft"] > accuracy["base"] + 0.3, accuracy
+    assert accuracy["rlvr"] >= accuracy["dpo"], accuracy
     assert any(line.startswith("stage") for line in lines)  # the table was printed
 
 
@@ -51,9 +51,9 @@ def test_dpo_and_rlvr_improve_their_own_signals(quick_run):
     dpo = [row["rewards/accuracy"] for row in read_metrics(directory / "dpo" / "metrics.jsonl") if "rewards/accuracy" in row]
     quarter = max(1, len(dpo) // 4)
     assert len(dpo) >= 8 and mean(dpo[-quarter:]) > mean(dpo[:quarter]), dpo
-    # RLVR's dev prompts (held out of its training prompts): the last evaluation beats the starting policy.
+    # RLVR's dev prompts (held out of its training prompts): the kept policy beats the starting one (step 0).
     dev = [row["eval/accuracy"] for row in read_metrics(directory / "rlvr" / "metrics.jsonl") if "eval/accuracy" in row]
-    assert len(dev) >= 3 and dev[-1] > dev[0], dev
+    assert len(dev) >= 3 and max(dev[1:]) > dev[0], dev
 
 
 def test_export_reloads_in_transformers_and_answers_like_us(quick_run):
