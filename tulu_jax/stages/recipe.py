@@ -178,10 +178,12 @@ def run_recipe(config: RecipeConfig, echo: Callable[[str], None] = print) -> dic
 
     evals = run.state["evals"]
     echo("\n" + accuracy_table(evals, run.state["done"]))
+    rlvr_metrics = read_metrics(Path(stages["rlvr"].output_dir) / "metrics.jsonl")
     curves = [
         ("SFT loss", read_metrics(Path(stages["sft"].output_dir) / "metrics.jsonl"), "loss"),
         ("DPO reward accuracy", read_metrics(Path(stages["dpo"].output_dir) / "metrics.jsonl"), "rewards/accuracy"),
-        ("RLVR mean verifiable reward", read_metrics(Path(stages["rlvr"].output_dir) / "metrics.jsonl"), "reward"),
+        ("RLVR mean verifiable reward", rlvr_metrics, "reward"),
+        ("RLVR accuracy on its dev prompts", rlvr_metrics, "eval/accuracy"),
     ]
     plot = plot_curves(run.directory / "curves.png", curves)
     reload = _check_reload(run, final_dir, config.evaluation.max_new_tokens)
