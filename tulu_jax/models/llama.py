@@ -25,15 +25,20 @@ REMAT_POLICIES = {
 }
 
 
-def init_cache(config: LlamaConfig, batch: int, slots: int, dtype=None) -> dict[str, jnp.ndarray]:
-    """An empty KV cache for ``slots`` positions: keys/values per layer plus the segment id of each slot."""
+def init_cache(config: LlamaConfig, batch: int, slots: int, dtype=None) -> dict:
+    """An empty KV cache for ``slots`` positions: keys/values per layer plus the segment id of each slot.
+
+    Keys and values are ``[batch, slots, kv_heads, head_dim]`` per layer: one stacked ``[layers, ...]`` array
+    when the layers are scanned, a tuple of per-layer arrays when unrolled (each then updated in place,
+    with no copy of the whole cache per decoded token).
+    """
     dtype = dtype or _dtype(config.compute_dtype)
-    shape = (config.num_layers, batch, slots, config.num_kv_heads, config.resolved_head_dim)
-    return {
-        "key": jnp.zeros(shape, dtype),
-        "value": jnp.zeros(shape, dtype),
-        "segment_ids": jnp.zeros((batch, slots), jnp.int32),  # 0 marks an empty or padding slot
-    }
+    shape = (batch, slots, config.num_kv_heads, config.resolved_head_dim)
+    if config.scan_layers:
+        keys, values = (jnp.zeros((config.num_layers, *shape), dtype) for _ in range(2))
+    else:
+        keys, values = (tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)) for _ in range(2))
+    return {"key": keys, "value": values, "segment_ids": jnp.zeros((batch, slots), jnp.int32)}  # 0: empty/pad
 
 
 def default_positions(input_ids: jnp.ndarray) -> jnp.ndarray:
@@ -127,7 +132,7 @@ class Llama(nn.Module):
                     new_keys.append(layer_cache["key"])
                     new_values.append(layer_cache["value"])
             if cache is not None:
-                cache = {"key": jnp.stack(new_keys), "value": jnp.stack(new_values)}
+                cache = {"key": tuple(new_keys), "value": tuple(new_values)}
         return self.norm(x), cache
 
 
