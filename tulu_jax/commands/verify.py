@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tulu_jax.errors import DataError, TuluError
+from tulu_jax.jsonl import parse_object
 
 NAME = "verify"
 HELP = "score responses in a JSONL file with the GSM8K / MATH / IFEval verifiers"
@@ -30,12 +31,7 @@ def add_arguments(parser) -> None:
 
 
 def _read_record(line: str, path: Path, number: int) -> dict:
-    try:
-        record = json.loads(line)
-    except ValueError as error:
-        raise DataError(f"{path}:{number}: not valid JSON ({error}); each line must be one JSON object") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+    record = parse_object(line, f"{path}:{number}")
     missing = [field for field in REQUIRED_FIELDS if field not in record]
     if missing:
         raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}; each line needs {', '.join(REQUIRED_FIELDS)}")

@@ -1,4 +1,7 @@
-"""JSONL in and out for the generate and eval commands, with errors that name the file and line."""
+"""JSONL in and out for the commands (generate, eval, verify), with errors that name the file and line.
+
+No JAX here: the verify command reads JSONL without loading an accelerator runtime.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,17 @@ from pathlib import Path
 from typing import Iterable
 
 from tulu_jax.errors import DataError
+
+
+def parse_object(line: str, where: str) -> dict:
+    """One JSONL line as a JSON object; ``where`` (``file:line``) prefixes the error when it is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise DataError(f"{where}: not valid JSON ({error}); each line must be one JSON object") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def read_jsonl(path: Path) -> list[tuple[str, dict]]:
@@ -20,13 +34,7 @@ def read_jsonl(path: Path) -> list[tuple[str, dict]]:
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise DataError(f"{where}: not valid JSON ({error}); each line must be one JSON object") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            records.append((where, record))
+            records.append((where, parse_object(line, where)))
     if not records:
         raise DataError(f"{path}: no records found")
     return records
