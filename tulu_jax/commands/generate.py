@@ -31,8 +31,8 @@ def run(args) -> int:
     from tulu_jax.generation.cli_options import inference_mesh_and_batch, sampling_from_args
     from tulu_jax.generation.loading import load_model_for_inference
     from tulu_jax.generation.prompts import encode_prompt, record_messages
-    from tulu_jax.jsonl import read_jsonl, write_jsonl
     from tulu_jax.generation.text import complete
+    from tulu_jax.jsonl import read_jsonl, write_jsonl
 
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise ConfigError("--batch-size and --max-new-tokens must be positive")

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 
 from tulu_jax.models.attention import attend, causal_self_attend
 from tulu_jax.models.config import LlamaConfig
-from tulu_jax.ops.linear import linear
 from tulu_jax.models.rope import apply_rotary
+from tulu_jax.ops.linear import linear
 
 KVCache = dict[str, jnp.ndarray]  # per layer: "key", "value" [batch, slots, kv_heads, head_dim]
 
