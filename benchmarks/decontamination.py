@@ -1,4 +1,4 @@
-"""Training-side throughput of 8-gram decontamination: ours (NumPy hashes) vs a plain Python set-of-tuples scan.
+"""Training-side throughput of 8-gram decontamination: ours (NumPy hashes, 1 and 2 threads) vs a plain Python set-of-tuples scan.
 
     python -m benchmarks.decontamination [--instances N] [--quick]
 
@@ -11,6 +11,7 @@ the same overlaps on the subsample the plain one runs on.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -65,8 +66,11 @@ def plain_python_overlaps(train: list[str], eval_words, postings, n: int = 8, th
     return found
 
 
-def run(quick: bool = False, instances: int | None = None, seed: int = 0) -> dict:
-    """Measure both implementations; returns the figures (tokens/s, ratio, projection) as a dict."""
+def run(quick: bool = False, instances: int | None = None, seed: int = 0, rounds: int = 3) -> dict:
+    """Measure both implementations; returns the figures (tokens/s, ratios, projection) as a dict.
+
+    Rounds alternate ours (one thread, then two) and the plain scan; each figure is the median.
+    """
     instances = instances or (100_000 if quick else 1_000_000)
     plain_instances = min(instances, 5_000 if quick else 30_000)
     rng = np.random.default_rng(seed + 1)
@@ -77,28 +81,31 @@ def run(quick: bool = False, instances: int | None = None, seed: int = 0) -> dic
     for at, eval_instance in zip(planted_at, planted_eval):
         train[at] = "Please answer: " + evals[eval_instance]
     train_tokens = sum(len(text.split()) for text in train)  # the synthetic words are whitespace-separated
+    subsample = train[:plain_instances]
+    subsample_tokens = sum(len(text.split()) for text in subsample)
 
     start = time.perf_counter()
     index = EvalIndex(evals)
     index_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    ours = {(o.train_id, o.eval_instance) for o in find_overlaps(enumerate(train), index)}
-    ours_seconds = time.perf_counter() - start
-
-    subsample = train[:plain_instances]
-    subsample_tokens = sum(len(text.split()) for text in subsample)
     eval_words, postings = plain_python_index(evals)
-    start = time.perf_counter()
-    plain = plain_python_overlaps(subsample, eval_words, postings)
-    plain_seconds = time.perf_counter() - start
+    seconds: dict[str, list[float]] = {"one_thread": [], "two_threads": [], "plain": []}
+    for _ in range(rounds):
+        for name, workers in (("one_thread", 1), ("two_threads", 2)):
+            start = time.perf_counter()
+            ours = {(o.train_id, o.eval_instance) for o in find_overlaps(enumerate(train), index, workers=workers)}
+            seconds[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plain = plain_python_overlaps(subsample, eval_words, postings)
+        seconds["plain"].append(time.perf_counter() - start)
     ours_on_subsample = {pair for pair in ours if pair[0] < plain_instances}
     if plain != ours_on_subsample:
         raise AssertionError(f"implementations disagree: {len(plain)} vs {len(ours_on_subsample)} overlaps")
     if not {(int(a), int(e)) for a, e in zip(planted_at, planted_eval)} <= ours:
         raise AssertionError("a planted eval prompt was not found")
 
-    ours_rate = train_tokens / ours_seconds
-    plain_rate = subsample_tokens / plain_seconds
+    one_rate = train_tokens / statistics.median(seconds["one_thread"])
+    two_rate = train_tokens / statistics.median(seconds["two_threads"])
+    plain_rate = subsample_tokens / statistics.median(seconds["plain"])
     mean_words = train_tokens / instances
     return {
         "train_instances": instances,
@@ -106,14 +113,18 @@ def run(quick: bool = False, instances: int | None = None, seed: int = 0) -> dic
         "eval_instances": EVAL_INSTANCES,
         "overlaps_found": len(ours),
         "index_seconds": index_seconds,
-        "ours_seconds": ours_seconds,
-        "ours_tokens_per_second": ours_rate,
+        "rounds": rounds,
+        "ours_seconds_one_thread": seconds["one_thread"],
+        "ours_seconds_two_threads": seconds["two_threads"],
+        "ours_tokens_per_second_one_thread": one_rate,
+        "ours_tokens_per_second": two_rate,
         "plain_instances": plain_instances,
-        "plain_seconds": plain_seconds,
+        "plain_seconds": seconds["plain"],
         "plain_tokens_per_second": plain_rate,
-        "ratio": ours_rate / plain_rate,
+        "ratio_one_thread": one_rate / plain_rate,
+        "ratio": two_rate / plain_rate,
         # The scan cost grows with training tokens; the eval side only sizes the in-memory index.
-        "projected_tulu_sft_seconds_ours": TULU_SFT_PROMPTS * mean_words / ours_rate,
+        "projected_tulu_sft_seconds_ours": TULU_SFT_PROMPTS * mean_words / two_rate,
         "projected_tulu_sft_seconds_plain": TULU_SFT_PROMPTS * mean_words / plain_rate,
         "projection_assumes_words_per_prompt": mean_words,
     }
@@ -122,12 +133,16 @@ def run(quick: bool = False, instances: int | None = None, seed: int = 0) -> dic
 def print_table(result: dict) -> None:
     print(f"training: {result['train_instances']:,} prompts, {result['train_tokens']:,} words; "
           f"eval: {result['eval_instances']:,} prompts; overlaps found: {result['overlaps_found']}")
-    print(f"{'implementation':<28} {'prompts':>10} {'seconds':>9} {'words/s':>14}")
-    print(f"{'numpy hashes (ours)':<28} {result['train_instances']:>10,} {result['ours_seconds']:>9.2f} "
-          f"{result['ours_tokens_per_second']:>14,.0f}")
-    print(f"{'python set of tuples':<28} {result['plain_instances']:>10,} {result['plain_seconds']:>9.2f} "
-          f"{result['plain_tokens_per_second']:>14,.0f}")
-    print(f"ratio: {result['ratio']:.1f}x   (eval index built in {result['index_seconds']:.2f} s)")
+    print(f"{'implementation':<32} {'prompts':>10} {'seconds':>9} {'words/s':>14}")
+    rows = (("numpy hashes, 1 thread (ours)", result["train_instances"], result["ours_seconds_one_thread"],
+             result["ours_tokens_per_second_one_thread"]),
+            ("numpy hashes, 2 threads (ours)", result["train_instances"], result["ours_seconds_two_threads"],
+             result["ours_tokens_per_second"]),
+            ("python set of tuples", result["plain_instances"], result["plain_seconds"], result["plain_tokens_per_second"]))
+    for name, prompts, seconds, rate in rows:
+        print(f"{name:<32} {prompts:>10,} {statistics.median(seconds):>9.2f} {rate:>14,.0f}")
+    print(f"ratio: {result['ratio']:.1f}x with 2 threads, {result['ratio_one_thread']:.1f}x with 1 "
+          f"(medians of {result['rounds']} rounds; eval index built in {result['index_seconds']:.2f} s)")
     print(f"projection, {TULU_SFT_PROMPTS:,} Tülu SFT prompts of {result['projection_assumes_words_per_prompt']:.0f} words "
           f"vs a GSM8K+MATH+IFEval-sized eval set ({REFERENCE_EVAL_PROMPTS:,} prompts): "
           f"ours {result['projected_tulu_sft_seconds_ours']:.0f} s, plain Python {result['projected_tulu_sft_seconds_plain']:.0f} s")

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipeline.decontaminate.words import hash_batch, ngram_hashes, words
+from data_pipeline.decontaminate.words import hash_texts, ngram_hashes, rolling_ngram_hashes, words
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,12 @@ class EvalIndex:
         self.token_counts = np.array([len(tokens) for tokens in self.tokens], dtype=np.int64)
         hash_parts, instance_parts, position_parts = [], [], []
         for start in range(0, len(prompts), batch_size):
-            word_hashes, word_text = hash_batch(prompts[start : start + batch_size])
-            hashes, text_index, first_word = ngram_hashes(word_hashes, word_text, n)
-            # Word position inside its own text = global position minus the text's first word.
-            text_first_word = np.searchsorted(word_text, np.arange(word_text.max(initial=-1) + 1))
+            hashed = hash_texts(prompts[start : start + batch_size])
+            hashes, text_index, first_word = ngram_hashes(hashed, n)
             hash_parts.append(hashes)
             instance_parts.append(text_index + start)
-            position_parts.append(first_word - text_first_word[text_index])
+            # Word position inside its own text = global position minus the text's first word.
+            position_parts.append(first_word - hashed.text_first_word[text_index])
         hashes = np.concatenate(hash_parts) if hash_parts else np.zeros(0, dtype=np.uint64)
         order = np.argsort(hashes, kind="stable")
         sorted_hashes = hashes[order]
@@ -61,12 +60,20 @@ class EvalIndex:
         self._build_prefilter()
 
     def _build_prefilter(self) -> None:
-        # A bitmap over the top hash bits (~16 slots per eval n-gram) rejects nearly every training
-        # n-gram with one random read, so the binary search only runs on the few that pass.
-        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1) * 16)), 10, 30))
+        # A bitmap over the top hash bits (~16 bits per eval n-gram, packed 8 to a byte to stay
+        # small) rejects nearly every training n-gram with one read, so the binary search only
+        # runs on the few that pass.
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1) * 16)), 10, 32))
         self._prefilter_shift = np.uint64(64 - bits)
-        self._prefilter = np.zeros(1 << bits, dtype=bool)
-        self._prefilter[self.unique_hashes >> self._prefilter_shift] = True
+        marked = np.zeros(1 << bits, dtype=bool)
+        marked[self.unique_hashes >> self._prefilter_shift] = True
+        self._prefilter = np.packbits(marked, bitorder="little")
+
+    def _may_contain(self, hashes: np.ndarray) -> np.ndarray:
+        """False where a hash is surely not an eval n-gram (True may be a false alarm)."""
+        slot = hashes >> self._prefilter_shift
+        byte = self._prefilter[slot >> np.uint64(3)]
+        return ((byte >> (slot & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).astype(bool)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -75,13 +82,18 @@ class EvalIndex:
         """Every (training text, eval instance) pair of the chunk sharing an n-gram, with its hashed coverage."""
         if len(self.unique_hashes) == 0:
             return _coverage(*(np.zeros(0, dtype=np.int64),) * 3, self.n, self.token_counts)
-        word_hashes, word_text = hash_batch(texts)
-        hashes, text_index, _ = ngram_hashes(word_hashes, word_text, self.n)
-        maybe = np.flatnonzero(self._prefilter[hashes >> self._prefilter_shift])
+        hashed = hash_texts(texts)
+        # n-grams at every word position, those running across two texts included: they are
+        # dropped among the few hits below rather than compacted away from all of them here.
+        hashes = rolling_ngram_hashes(hashed.values, self.n)
+        maybe = np.flatnonzero(self._may_contain(hashes))
         slot = np.searchsorted(self.unique_hashes, hashes[maybe])
         slot_in_range = np.minimum(slot, len(self.unique_hashes) - 1)
         found = (slot < len(self.unique_hashes)) & (self.unique_hashes[slot_in_range] == hashes[maybe])
-        hit_text, hit_slot = text_index[maybe[found]], slot[found]
+        first_word, hit_slot = maybe[found], slot[found]
+        hit_text = hashed.text_of_word(first_word)
+        inside_one_text = first_word + self.n <= hashed.text_first_word[hit_text + 1]
+        hit_text, hit_slot = hit_text[inside_one_text], hit_slot[inside_one_text]
         # A training text repeating an n-gram covers the same eval words once.
         key = np.unique(hit_text * len(self.unique_hashes) + hit_slot)
         hit_text, hit_slot = key // len(self.unique_hashes), key % len(self.unique_hashes)

@@ -4,25 +4,32 @@ The tokeniser: lowercase the text with ``str.lower``, then a word is a maximal r
 and digits, i.e. the regex ``[^\\W_]+`` (Unicode-aware: ``é``, ``ß``, ``٣`` are word characters;
 punctuation, whitespace and ``_`` separate words). "Don't" is two words, ``don`` and ``t``.
 
-``words`` is the readable reference; ``hash_batch`` gives the same words for many texts at once
-as uint64 hashes computed with NumPy (no Python loop over words), which is what makes the
-training-side scan fast. Tests hold the two to agreement on tricky Unicode.
+``words`` is the readable reference; ``hash_texts`` gives the same words for many texts at once
+as uint64 values computed with NumPy (no Python loop over words or characters), which is what
+makes the training-side scan fast. Tests hold the two to agreement on tricky Unicode.
+
+A word's value is built from its lowercased UTF-8 bytes read eight at a time: a word of fewer
+than eight bytes IS its value (bytes packed little-endian, zero-padded; a word never contains a
+zero byte), longer words fold in further 8-byte pieces. Both the ASCII and the Unicode path read
+UTF-8 bytes, so a word gets the same value on either.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 WORD_PATTERN = re.compile(r"[^\W_]+")
 
-# Odd multiplier (invertible modulo 2**32, so prefix sums can be shifted back by an inverse power).
-_CHAR_BASE = 0x01000193
-_CHAR_BASE_INVERSE = pow(_CHAR_BASE, -1, 2**32)
 _MAX_CODE_POINT = 0x110000
+_PIECE_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+# Odd, so invertible modulo 2**64: prefix sums of word values can be shifted back by an inverse power.
+_NGRAM_BASE = 0xD6E8FEB86659FD93
+_NGRAM_BASE_INVERSE = pow(_NGRAM_BASE, -1, 2**64)
 
 
 def words(text: str) -> list[str]:
@@ -33,6 +40,23 @@ def words(text: str) -> list[str]:
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     """The n-grams of ``tokens`` in order (empty when there are fewer than n tokens)."""
     return list(zip(*(tokens[offset:] for offset in range(n))))
+
+
+@dataclass(frozen=True)
+class HashedTexts:
+    """The words of a batch of texts: ``values`` uint64 [words] in text order; text t's words are
+    ``values[text_first_word[t] : text_first_word[t + 1]]``."""
+
+    values: np.ndarray
+    text_first_word: np.ndarray  # int64 [texts + 1]
+
+    def text_of_word(self, word: np.ndarray) -> np.ndarray:
+        """The text each (global) word position belongs to."""
+        return np.searchsorted(self.text_first_word, word, side="right") - 1
+
+    def word_text_index(self) -> np.ndarray:
+        """The text of every word, int64 [words]."""
+        return np.repeat(np.arange(len(self.text_first_word) - 1, dtype=np.int64), np.diff(self.text_first_word))
 
 
 @functools.cache
@@ -47,26 +71,26 @@ def _is_word_character() -> np.ndarray:
 
 
 class _PowerTable:
-    """Powers base**k and base**-k modulo 2**32, grown on demand (shared by all scans)."""
+    """Powers base**k and base**-k modulo 2**64, grown on demand (shared by all scans)."""
 
     def __init__(self) -> None:
-        self.powers = np.ones(1, dtype=np.uint32)
-        self.inverse_powers = np.ones(1, dtype=np.uint32)
+        self.powers = np.ones(1, dtype=np.uint64)
+        self.inverse_powers = np.ones(1, dtype=np.uint64)
 
     def ensure(self, length: int) -> None:
         if len(self.powers) >= length:
             return
         size = max(length, 2 * len(self.powers))
-        # cumprod on uint32 wraps modulo 2**32, which is the arithmetic we want.
-        self.powers = self._powers_of(_CHAR_BASE, size)
-        self.inverse_powers = self._powers_of(_CHAR_BASE_INVERSE, size)
+        self.powers = self._powers_of(_NGRAM_BASE, size)
+        self.inverse_powers = self._powers_of(_NGRAM_BASE_INVERSE, size)
 
     @staticmethod
     def _powers_of(base: int, size: int) -> np.ndarray:
-        powers = np.empty(size, dtype=np.uint32)
+        powers = np.empty(size, dtype=np.uint64)
         powers[0] = 1
-        # Everything stays uint32: mixing in a Python int list would promote to a float and lose bits.
-        np.cumprod(np.full(size - 1, base, dtype=np.uint32), out=powers[1:])
+        # cumprod on uint64 wraps modulo 2**64, which is the arithmetic we want; everything stays
+        # uint64 (a Python int mixed in would promote to a float and lose bits).
+        np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=powers[1:])
         return powers
 
 
@@ -82,85 +106,119 @@ def mix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
-def hash_batch(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every word of every text: ``(word_hashes uint64 [words], word_text_index int64 [words])``.
-
-    Words come in text order, the same words as ``words(text)`` for each text.
-    """
-    is_ascii = np.fromiter((text.isascii() for text in texts), dtype=bool, count=len(texts))
-    if is_ascii.all() or not is_ascii.any():
-        return _hash_group(texts, ascii_only=bool(is_ascii.all()))
-    # ASCII texts take a 1-byte-per-character path; the rest go through UTF-32. Both hash a word
-    # from its code points, so the same word gets the same hash on either path.
-    ascii_texts, other_texts = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
-    parts = [
-        _hash_group([texts[i] for i in ascii_texts], ascii_only=True),
-        _hash_group([texts[i] for i in other_texts], ascii_only=False),
-    ]
-    word_hashes = np.concatenate([parts[0][0], parts[1][0]])
-    word_text_index = np.concatenate([ascii_texts[parts[0][1]], other_texts[parts[1][1]]])
-    # Each text's words are contiguous and in order within a group: a stable sort restores text order.
-    order = np.argsort(word_text_index, kind="stable")
-    return word_hashes[order], word_text_index[order]
-
-
-def _hash_group(texts: Sequence[str], ascii_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    if not texts:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    # "\n" is not a word character, so words never run across two texts.
-    joined = "\n".join(texts).lower()
-    if ascii_only:
-        code_points = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+def hash_texts(texts: Sequence[str]) -> HashedTexts:
+    """The word values of every text, in text order (the same words as ``words(text)`` per text)."""
+    joined = "\n".join(texts)  # "\n" is not a word character, so words never run across two texts
+    if joined.isascii():
+        utf8, is_word, text_starts = _ascii_bytes(joined, texts)
     else:
-        code_points = np.frombuffer(joined.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-    # ASCII letters and digits by arithmetic (unsigned wrap-around makes "x - lo < width" a range test).
-    is_word = ((code_points - code_points.dtype.type(97)) < 26) | ((code_points - code_points.dtype.type(48)) < 10)
-    if not ascii_only:
-        beyond_ascii = np.flatnonzero(code_points >= 128)
-        is_word[beyond_ascii] = _is_word_character()[code_points[beyond_ascii]]
-    padded = np.zeros(len(is_word) + 2, dtype=bool)
-    padded[1:-1] = is_word
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    word_starts, word_ends = edges[0::2], edges[1::2]
-
-    # Position-independent polynomial hash of each word modulo 2**32: prefix sums of c_j * B**j,
-    # cut at the word's span and shifted back by B**-start (B is odd, hence invertible). The
-    # word's length goes into the high half; 32-bit collisions between words are harmless since
-    # every reported pair is confirmed on the words themselves.
-    _POWERS.ensure(len(code_points) + 1)
-    prefix = np.zeros(len(code_points) + 1, dtype=np.uint32)
-    np.cumsum(np.multiply(code_points, _POWERS.powers[: len(code_points)], dtype=np.uint32), out=prefix[1:])
-    fingerprint = (prefix[word_ends] - prefix[word_starts]) * _POWERS.inverse_powers[word_starts]
-    lengths = (word_ends - word_starts).astype(np.uint64)
-    word_hashes = mix64(fingerprint.astype(np.uint64) | (lengths << np.uint64(32)))
-
-    # Python's len counts code points, exactly the units of the array.
-    text_starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]], dtype=np.int64)
-    words_per_text = np.diff(np.searchsorted(word_starts, text_starts), append=len(word_starts))
-    return word_hashes, np.repeat(np.arange(len(texts), dtype=np.int64), words_per_text)
+        utf8, is_word, text_starts = _unicode_bytes(joined, texts)
+    word_starts = np.flatnonzero(is_word[1:] > is_word[:-1]) + 1  # a word byte after a non-word byte
+    if len(is_word) and is_word[0]:
+        word_starts = np.concatenate([[0], word_starts])
+    values = _word_values(utf8, is_word, word_starts)
+    text_first_word = np.append(np.searchsorted(word_starts, text_starts), len(values)).astype(np.int64)
+    return HashedTexts(values, text_first_word)
 
 
-def _ngram_multipliers(n: int) -> np.ndarray:
-    """One odd multiplier per position in the n-gram, so word order changes the hash."""
-    return mix64(np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+def _padded(size: int, dtype) -> np.ndarray:
+    """A zeroed buffer of ``size + 8`` elements: 8-byte windows starting anywhere in the first ``size`` stay inside."""
+    return np.zeros(size + 8, dtype=dtype)
 
 
-def ngram_hashes(word_hashes: np.ndarray, word_text_index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ascii_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    # Letters and digits all have bit 0x20 set once lowercased, so OR-ing it in lowercases every
+    # byte that ends up inside a word (the others are never read as word bytes).
+    lowered = _padded(len(raw), np.uint8)
+    np.bitwise_or(raw, np.uint8(0x20), out=lowered[: len(raw)])
+    # Unsigned wrap-around makes "x - lo < width" a range test.
+    is_word = _padded(len(raw), bool)
+    np.logical_or((lowered[: len(raw)] - np.uint8(97)) < 26, (raw - np.uint8(48)) < 10, out=is_word[: len(raw)])
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1
+    text_starts = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=text_starts[1:])
+    return lowered, is_word, text_starts
+
+
+def _unicode_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lowered = joined.lower()
+    code_points = np.frombuffer(lowered.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    is_word_character = ((code_points - np.uint32(97)) < 26) | ((code_points - np.uint32(48)) < 10)
+    beyond_ascii = np.flatnonzero(code_points >= 128)
+    is_word_character[beyond_ascii] = _is_word_character()[code_points[beyond_ascii]]
+    # Each code point's UTF-8 length spreads its word flag over its bytes.
+    byte_lengths = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    encoded = np.frombuffer(lowered.encode("utf-8", errors="surrogatepass"), dtype=np.uint8)
+    utf8, is_word = _padded(len(encoded), np.uint8), _padded(len(encoded), bool)
+    utf8[: len(encoded)] = encoded
+    is_word[: len(encoded)] = np.repeat(is_word_character, byte_lengths)
+    # Text boundaries move with str.lower (it may lengthen a text), so find them from the
+    # "\n" separators of the lowered string rather than from the original lengths.
+    text_starts = np.concatenate([[0], np.flatnonzero(encoded == 10) + 1]).astype(np.int64)
+    if len(text_starts) != len(texts):
+        # A text containing "\n" itself: lower the texts one by one for the offsets.
+        byte_counts = [len(text.lower().encode("utf-8", errors="surrogatepass")) + 1 for text in texts]
+        text_starts = np.cumsum([0] + byte_counts[:-1], dtype=np.int64)
+    return utf8, is_word, text_starts
+
+
+def _windows(padded: np.ndarray) -> np.ndarray:
+    """Every byte offset of a padded buffer as the start of a little-endian 8-byte window (an unaligned view)."""
+    return np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+
+
+_LOW_BIT_OF_EACH_BYTE = np.uint64(0x0101010101010101)
+
+
+def _word_values(utf8: np.ndarray, is_word: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Fold each word's bytes, read eight at a time, into a uint64 (exact for words of < 8 bytes).
+
+    The word flags are read in the same 8-byte windows: the lowest flag byte that is 0 ends the
+    word, and all bytes below it are kept; a window without one continues 8 bytes further on.
+    """
+    byte_windows, flag_windows = _windows(utf8), _windows(is_word.view(np.uint8))
+
+    def piece_at(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        not_word = ~flag_windows[positions] & _LOW_BIT_OF_EACH_BYTE
+        first_stop = not_word & (~not_word + np.uint64(1))  # 0 when all eight bytes are word bytes
+        return byte_windows[positions] & (first_stop - np.uint64(1)), first_stop == 0  # 0 - 1 wraps to all ones
+
+    values, goes_on = piece_at(starts)
+    pending = np.flatnonzero(goes_on)  # words with bytes still to read
+    offset = 8
+    while len(pending):
+        piece, goes_on = piece_at(starts[pending] + offset)
+        values[pending] = mix64(values[pending] + np.uint64(offset)) * _PIECE_MULTIPLIER + piece
+        pending = pending[goes_on]
+        offset += 8
+    return values
+
+
+def rolling_ngram_hashes(values: np.ndarray, n: int) -> np.ndarray:
+    """Hash of the n words starting at every position (``len(values) - n + 1`` of them, across texts too).
+
+    The hash of words w_i..w_{i+n-1} is a scrambled sum_k w_{i+k} B**k modulo 2**64, computed for all
+    positions at once from prefix sums of w_j B**j shifted back by B**-i.
+    """
+    count = len(values) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    _POWERS.ensure(len(values) + 1)
+    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+    np.cumsum(values * _POWERS.powers[: len(values)], out=prefix[1:])
+    hashes = (prefix[n:] - prefix[:count]) * _POWERS.inverse_powers[:count]
+    # One xor-shift-multiply round carries the low bits into the top bits the index's prefilter reads.
+    return (hashes ^ (hashes >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+
+
+def ngram_hashes(hashed: HashedTexts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes of the n-grams that lie inside one text.
 
     Returns ``(hashes uint64, text_index int64, first_word int64)`` per n-gram, where
-    ``first_word`` indexes ``word_hashes`` (the global word position of the n-gram's first word).
+    ``first_word`` is the global word position of the n-gram's first word.
     """
-    count = len(word_hashes) - n + 1
-    if count <= 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(0, dtype=np.uint64), empty, empty
-    multipliers = _ngram_multipliers(n)
-    combined = word_hashes[:count] * multipliers[0]
-    for offset in range(1, n):
-        combined = combined + word_hashes[offset : offset + count] * multipliers[offset]
-    inside_one_text = word_text_index[:count] == word_text_index[n - 1 :]
-    first_word = np.flatnonzero(inside_one_text)
-    # Word hashes are already scrambled; multiplying by odd constants keeps the top bits (which
-    # the index's prefilter reads) well spread, so no final scrambling pass is needed.
-    return combined[first_word], word_text_index[first_word], first_word
+    every = rolling_ngram_hashes(hashed.values, n)
+    word_text = hashed.word_text_index()
+    first_word = np.flatnonzero(word_text[: len(every)] == word_text[n - 1 :])
+    return every[first_word], word_text[first_word], first_word

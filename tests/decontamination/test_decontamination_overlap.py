@@ -53,19 +53,28 @@ def planted():
     return [" ".join(words) for words in evals], train, expected
 
 
-def run(evals, train, chunk_texts=64, threshold=0.5):
+def run(evals, train, chunk_texts=64, threshold=0.5, workers=2, chunk_characters=1 << 23):
     index = EvalIndex(evals, n=8)
-    overlaps = find_overlaps(enumerate(train), index, threshold=threshold, chunk_texts=chunk_texts)
+    overlaps = find_overlaps(enumerate(train), index, threshold=threshold, chunk_texts=chunk_texts,
+                             chunk_characters=chunk_characters, workers=workers)
     return {(o.train_id, o.eval_instance, o.matched_fraction) for o in overlaps}
 
 
-@pytest.mark.parametrize("chunk_texts", [1, 7, 64, 10_000])
-def test_exactly_the_planted_overlaps_come_back(planted, chunk_texts):
+@pytest.mark.parametrize("chunk_texts, workers, chunk_characters",
+                         [(1, 1, 1 << 23), (7, 2, 1 << 23), (64, 1, 1 << 23), (64, 3, 500), (10_000, 2, 1 << 23)])
+def test_exactly_the_planted_overlaps_come_back(planted, chunk_texts, workers, chunk_characters):
     evals, train, expected = planted
-    found = run(evals, train, chunk_texts=chunk_texts)
+    found = run(evals, train, chunk_texts=chunk_texts, workers=workers, chunk_characters=chunk_characters)
     assert {(t, e) for t, e, _ in found} == {(t, e) for t, e, _ in expected}
     for t, e, fraction in found:
         assert fraction == pytest.approx(dict(((t2, e2), f) for t2, e2, f in expected)[(t, e)])
+
+
+def test_overlaps_come_in_training_order_with_threads(planted):
+    evals, train, _ = planted
+    index = EvalIndex(evals, n=8)
+    order = [o.train_id for o in find_overlaps(enumerate(train), index, chunk_texts=3, workers=2)]
+    assert order == sorted(order) and order
 
 
 def test_matches_brute_force_reference_on_the_planted_data(planted):
