@@ -28,7 +28,8 @@ from tulu_jax.generation.sampling import SamplingConfig, choose_tokens
 from tulu_jax.models import Llama, LlamaConfig, init_cache, param_logical_axes
 from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
 
-CACHE_AXES = ("batch", "length", "kv_heads", "head_dim")  # one layer's keys or values
+# One layer's cached keys and values (layouts chosen in tulu_jax.models.attention.attend_cache).
+CACHE_AXES = {"key": ("batch", "kv_heads", "length", "head_dim"), "value": ("batch", "kv_heads", "head_dim", "length")}
 
 
 class GenerationOutput(NamedTuple):
@@ -70,12 +71,12 @@ def _generate(
     cache = init_cache(config, batch, slots)
     if mesh is not None:
         # The cache is the largest activation: shard it like the batch (and KV heads over tensor).
-        def constrain(layer_cache):
-            spec = sharding.mesh_spec(CACHE_AXES, layer_cache.shape, mesh)
+        def constrain(layer_cache, axes):
+            spec = sharding.mesh_spec(axes, layer_cache.shape, mesh)
             return jax.lax.with_sharding_constraint(layer_cache, NamedSharding(mesh, spec))
 
-        cache["key"] = jax.tree.map(constrain, cache["key"])
-        cache["value"] = jax.tree.map(constrain, cache["value"])
+        for name, axes in CACHE_AXES.items():
+            cache[name] = jax.tree.map(functools.partial(constrain, axes=axes), cache[name])
 
     prompt_mask = prompt_mask.astype(jnp.int32)
     logits, cache = model.apply(

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tulu_jax.models.attention import attend, causal_self_attend
+from tulu_jax.models.attention import attend_cache, causal_self_attend
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.rope import apply_rotary
 from tulu_jax.ops.linear import linear
@@ -83,15 +83,18 @@ class Attention(nn.Module):
         k = apply_rotary(k, cos, sin)
 
         length = x.shape[1]
-        if cache is not None:
-            k = jax.lax.dynamic_update_slice_in_dim(cache["key"], k.astype(cache["key"].dtype), cache_index, axis=1)
-            v = jax.lax.dynamic_update_slice_in_dim(cache["value"], v.astype(cache["value"].dtype), cache_index, axis=1)
-            cache = {"key": k, "value": v}
         q = q.reshape(q.shape[0], length, kvh, groups, hd)  # [batch, length, kv_heads, groups, head_dim]
         if cache is None:
             out = causal_self_attend(q, k, v, query_segment_ids)
         else:
-            out = attend(q, k, v, cache_index + jnp.arange(length), query_segment_ids, key_segment_ids)
+            # Keys are cached [batch, kv_heads, slots, head_dim], values [batch, kv_heads, head_dim, slots].
+            def write(cached, new, slot_axis):
+                return jax.lax.dynamic_update_slice_in_dim(cached, new.astype(cached.dtype), cache_index, axis=slot_axis)
+
+            cache = {"key": write(cache["key"], k.transpose(0, 2, 1, 3), 2),
+                     "value": write(cache["value"], v.transpose(0, 2, 3, 1), 3)}
+            out = attend_cache(q, cache["key"], cache["value"], cache_index + jnp.arange(length), query_segment_ids,
+                               key_segment_ids)
         out = out.reshape(x.shape[0], length, h, hd)
         out = Projection(c, (h, hd, d), ("heads", "head_dim", "embed"), num_input_dims=2, name="o_proj")(out)
         return out, cache

@@ -28,16 +28,18 @@ REMAT_POLICIES = {
 def init_cache(config: LlamaConfig, batch: int, slots: int, dtype=None) -> dict:
     """An empty KV cache for ``slots`` positions: keys/values per layer plus the segment id of each slot.
 
-    Keys and values are ``[batch, slots, kv_heads, head_dim]`` per layer: one stacked ``[layers, ...]`` array
+    Keys and values are ``[batch, kv_heads, slots, head_dim]`` per layer (heads before slots: see
+    ``attention.attend_cache``): one stacked ``[layers, ...]`` array
     when the layers are scanned, a tuple of per-layer arrays when unrolled (each then updated in place,
     with no copy of the whole cache per decoded token).
     """
     dtype = dtype or _dtype(config.compute_dtype)
-    shape = (batch, slots, config.num_kv_heads, config.resolved_head_dim)
+    key_shape = (batch, config.num_kv_heads, slots, config.resolved_head_dim)
+    value_shape = (batch, config.num_kv_heads, config.resolved_head_dim, slots)
     if config.scan_layers:
-        keys, values = (jnp.zeros((config.num_layers, *shape), dtype) for _ in range(2))
+        keys, values = (jnp.zeros((config.num_layers, *shape), dtype) for shape in (key_shape, value_shape))
     else:
-        keys, values = (tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)) for _ in range(2))
+        keys, values = (tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)) for shape in (key_shape, value_shape))
     return {"key": keys, "value": values, "segment_ids": jnp.zeros((batch, slots), jnp.int32)}  # 0: empty/pad
 
 
