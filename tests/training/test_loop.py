@@ -68,3 +68,36 @@ def test_completed_run_saves_the_last_step(tmp_path):
     state = run_training(initial_state(), fake_step(nan_at=99), CountingBatches(), spec)
     assert int(state.step) == 3 and float(state.params["w"][0]) == 3.0
     assert checkpointer.steps() == [3]
+
+
+class RecordedScalar:
+    """A metric value that notes when the loop reads it."""
+
+    def __init__(self, events: list, step: int, value: float):
+        self.events, self.step, self.value = events, step, value
+
+    def __float__(self) -> float:
+        self.events.append(("read", self.step))
+        return self.value
+
+
+def test_scalars_are_read_after_the_next_step_is_dispatched(tmp_path):
+    events = []
+
+    def step(state, batch):
+        done = int(state.step) + 1
+        events.append(("dispatch", done))
+        loss = float("nan") if done >= 5 else 1.0
+        return state.replace(step=state.step + 1), {"loss": RecordedScalar(events, done, loss)}
+
+    checkpointer = Checkpointer(tmp_path / "checkpoints", CheckpointConfig(async_save=False))
+    spec = LoopSpec(total_steps=10, to_device=lambda batch: batch, logger=MetricsLogger(tmp_path, tensorboard=False),
+                    log_every=100, checkpointer=checkpointer, save_every=3, progress_bar=False)
+    batches = CountingBatches()
+    with pytest.raises(TrainingDivergedError, match=r"nan at step 5.*step 3"):
+        run_training(initial_state(), step, batches, spec)
+    # Step 1 (compiles) and step 3 (saves) are read at once; the others after the next dispatch.
+    assert events == [("dispatch", 1), ("read", 1), ("dispatch", 2), ("dispatch", 3), ("read", 2), ("read", 3),
+                      ("dispatch", 4), ("dispatch", 5), ("read", 4), ("dispatch", 6), ("read", 5)]
+    assert checkpointer.steps() == [3]  # the state after the NaN step is never saved
+    assert batches.index == 6

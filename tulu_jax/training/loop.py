@@ -74,13 +74,28 @@ def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Optiona
 
 
 def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpec) -> Any:
-    """Train from ``state.step`` up to ``spec.total_steps``; returns the final state (saved when configured)."""
+    """Train from ``state.step`` up to ``spec.total_steps``; returns the final state (saved when configured).
+
+    A step's scalars are read after the NEXT step has been dispatched, so the accelerator never idles
+    while the host fetches a batch; steps that log, evaluate or save (and the first and last) are read
+    at once. A non-finite loss therefore stops the run at most one step later, always before a later
+    state is evaluated or checkpointed, and the error names the step that produced it.
+    """
     start = spec.steps_done(state)
     logger = spec.logger
     bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
     record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None
     window_start, window_steps, compile_seconds = None, 0, None
-    metrics: dict = {}
+    unread = None  # (step, device metrics) of a dispatched step whose scalars were not read yet
+
+    def read(step: int, device_metrics) -> dict:
+        metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
+        _check_finite(step, metrics, spec.checkpointer)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{spec.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
+        return metrics
+
     try:
         for step in range(start + 1, spec.total_steps + 1):  # ``step`` = optimizer steps done after this one
             batch = next(batches)
@@ -89,31 +104,32 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
                 record.flush()
             began = time.perf_counter()
             state, device_metrics = step_fn(state, spec.to_device(batch))
-            # Fetching a few scalars each step keeps the NaN check exact; it costs a host sync per step.
-            metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
-            _check_finite(step, metrics, spec.checkpointer)
+            if unread is not None:
+                read(*unread)
+                window_steps += 1
+            unread = (step, device_metrics)
+            logs = step % spec.log_every == 0 or step == spec.total_steps
+            evaluates = spec.evaluate is not None and (_due(spec.eval_every, step) or step == spec.total_steps)
+            saves = spec.checkpointer is not None and (_due(spec.save_every, step) or step == spec.total_steps)
+            if compile_seconds is not None and not (logs or evaluates or saves):
+                continue
+            metrics = read(*unread)
+            unread = None
             if compile_seconds is None:
                 compile_seconds = time.perf_counter() - began
                 logger.write(f"first step (with compilation) took {compile_seconds:.1f}s")
                 window_start, window_steps = time.perf_counter(), 0
             else:
                 window_steps += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{spec.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
-            if step % spec.log_every == 0 or step == spec.total_steps:
+            if logs:
                 elapsed = time.perf_counter() - window_start
                 logger.log(step, {**spec.summarize(metrics), **_throughput(spec, window_steps, elapsed)},
                            echo=bar is None)
                 window_start, window_steps = time.perf_counter(), 0
-            if spec.evaluate is not None and (
-                (spec.eval_every and step % spec.eval_every == 0) or step == spec.total_steps
-            ):
+            if evaluates:
                 eval_metrics = spec.evaluate(state.params)
                 logger.log(step, {f"eval/{key}": value for key, value in eval_metrics.items()})
-            if spec.checkpointer is not None and (
-                (spec.save_every and step % spec.save_every == 0) or step == spec.total_steps
-            ):
+            if saves:
                 spec.checkpointer.save(step, state, batches.get_state(), spec.run_config, force=True)
     finally:
         if bar is not None:
@@ -123,6 +139,10 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
         if spec.checkpointer is not None:
             spec.checkpointer.wait()
     return state
+
+
+def _due(every: int, step: int) -> bool:
+    return bool(every) and step % every == 0
 
 
 def _throughput(spec: LoopSpec, steps: int, seconds: float) -> dict:
