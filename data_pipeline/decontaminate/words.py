@@ -71,18 +71,20 @@ def _is_word_character() -> np.ndarray:
 
 
 class _PowerTable:
-    """Powers base**k and base**-k modulo 2**64, grown on demand (shared by all scans)."""
+    """Powers base**k and base**-k modulo 2**64, grown on demand and shared by all scans (and threads)."""
 
     def __init__(self) -> None:
-        self.powers = np.ones(1, dtype=np.uint64)
-        self.inverse_powers = np.ones(1, dtype=np.uint64)
+        self._tables = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
 
-    def ensure(self, length: int) -> None:
-        if len(self.powers) >= length:
-            return
-        size = max(length, 2 * len(self.powers))
-        self.powers = self._powers_of(_NGRAM_BASE, size)
-        self.inverse_powers = self._powers_of(_NGRAM_BASE_INVERSE, size)
+    def at_least(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(powers, inverse_powers)`` with at least ``length`` entries each."""
+        tables = self._tables  # one read: a thread growing the tables replaces both at once
+        if len(tables[0]) >= length:
+            return tables
+        size = max(length, 2 * len(tables[0]))
+        tables = (self._powers_of(_NGRAM_BASE, size), self._powers_of(_NGRAM_BASE_INVERSE, size))
+        self._tables = tables
+        return tables
 
     @staticmethod
     def _powers_of(base: int, size: int) -> np.ndarray:
@@ -204,10 +206,10 @@ def rolling_ngram_hashes(values: np.ndarray, n: int) -> np.ndarray:
     count = len(values) - n + 1
     if count <= 0:
         return np.zeros(0, dtype=np.uint64)
-    _POWERS.ensure(len(values) + 1)
+    powers, inverse_powers = _POWERS.at_least(len(values))
     prefix = np.zeros(len(values) + 1, dtype=np.uint64)
-    np.cumsum(values * _POWERS.powers[: len(values)], out=prefix[1:])
-    hashes = (prefix[n:] - prefix[:count]) * _POWERS.inverse_powers[:count]
+    np.cumsum(values * powers[: len(values)], out=prefix[1:])
+    hashes = (prefix[n:] - prefix[:count]) * inverse_powers[:count]
     # One xor-shift-multiply round carries the low bits into the top bits the index's prefilter reads.
     return (hashes ^ (hashes >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
 
