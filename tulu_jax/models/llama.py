@@ -28,10 +28,10 @@ REMAT_POLICIES = {
 def init_cache(config: LlamaConfig, batch: int, slots: int, dtype=None) -> dict:
     """An empty KV cache for ``slots`` positions: keys/values per layer plus the segment id of each slot.
 
-    Keys and values are ``[batch, kv_heads, slots, head_dim]`` per layer (heads before slots: see
-    ``attention.attend_cache``): one stacked ``[layers, ...]`` array
-    when the layers are scanned, a tuple of per-layer arrays when unrolled (each then updated in place,
-    with no copy of the whole cache per decoded token).
+    Per layer, keys are ``[batch, kv_heads, slots, head_dim]`` and values ``[batch, kv_heads, head_dim, slots]``
+    (the layouts a decoding step reads without transposing: see ``attention.attend_cache``). Each is one
+    stacked ``[layers, ...]`` array when the layers are scanned, a tuple of per-layer arrays when unrolled
+    (each then updated in place, with no copy of the whole cache per decoded token).
     """
     dtype = dtype or _dtype(config.compute_dtype)
     key_shape = (batch, config.num_kv_heads, slots, config.resolved_head_dim)
