@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data_pipeline.decontaminate.index import EvalIndex
-from data_pipeline.decontaminate.overlap import find_overlaps
+from data_pipeline.decontaminate.overlap import DEFAULT_WORKERS, find_overlaps
 from data_pipeline.decontaminate.records import AUTO, iter_prompts
 from data_pipeline.decontaminate.report import Match, Report, summarise, write_clean
 from data_pipeline.errors import DataError
@@ -22,8 +22,12 @@ def decontaminate_files(
     eval_field: str = AUTO,
     clean_dir: str | Path | None = None,
     progress: bool = True,
+    workers: int = DEFAULT_WORKERS,
 ) -> Report:
-    """Find every (training, eval) overlap, summarise per training file and optionally write cleaned copies."""
+    """Find every (training, eval) overlap, summarise per training file and optionally write cleaned copies.
+
+    ``workers`` threads hash training chunks at once (see ``overlap.find_overlaps``).
+    """
     if n < 1:
         raise DataError(f"n-gram size must be at least 1, got {n}")
     if not 0.0 <= threshold < 1.0:
@@ -45,7 +49,7 @@ def decontaminate_files(
     for train_file in train_files:
         counter = _Counter(iter_prompts(train_file, train_field))
         stream = _with_progress(counter, str(train_file)) if progress else counter
-        for overlap in find_overlaps(stream, index, threshold):
+        for overlap in find_overlaps(stream, index, threshold, workers=workers):
             eval_file, eval_line = eval_origin[overlap.eval_instance]
             matches.append(Match(str(train_file), overlap.train_id, eval_file, eval_line, overlap.matched_fraction))
         train_instances[str(train_file)] = counter.count

@@ -95,11 +95,12 @@ def test_write_clean_removes_exactly_the_overlapping_instances(files, suffix):
     assert kept == [records[0], records[2], records[4]]
 
 
-def test_cli_end_to_end(files, capsys):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_cli_end_to_end(files, capsys, workers):
     tmp_path, eval_file, records = files
     train_file = write_jsonl(tmp_path / "train.jsonl", records)
     exit_code = main(["decontaminate", "--train", str(train_file), "--eval", str(eval_file), "--no-progress",
-                      "--report", str(tmp_path / "out.tsv"), "--write-clean", str(tmp_path / "clean")])
+                      "--workers", workers, "--report", str(tmp_path / "out.tsv"), "--write-clean", str(tmp_path / "clean")])
     out = capsys.readouterr().out
     assert exit_code == 0
     assert "CONTAMINATED" in out and "66.67%" in out

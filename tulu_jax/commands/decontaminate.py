@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-field", default="auto", help="prompt field of eval records (as --train-field)")
     parser.add_argument("--report", metavar="TSV", help="write every overlapping (training, eval) pair to this TSV file")
     parser.add_argument("--write-clean", metavar="DIR", help="write each training file without its overlapping instances into DIR")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="threads hashing training chunks at once (default 2; 1 hashes inline)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         eval_field=args.eval_field,
         clean_dir=args.write_clean,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     print(format_table(report))
     contaminated = report.contaminated_files()
