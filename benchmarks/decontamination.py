@@ -89,14 +89,18 @@ def run(quick: bool = False, instances: int | None = None, seed: int = 0, rounds
     index_seconds = time.perf_counter() - start
     eval_words, postings = plain_python_index(evals)
     seconds: dict[str, list[float]] = {"one_thread": [], "two_threads": [], "plain": []}
+    found: dict[str, set] = {}
     for _ in range(rounds):
         for name, workers in (("one_thread", 1), ("two_threads", 2)):
             start = time.perf_counter()
-            ours = {(o.train_id, o.eval_instance) for o in find_overlaps(enumerate(train), index, workers=workers)}
+            found[name] = {(o.train_id, o.eval_instance) for o in find_overlaps(enumerate(train), index, workers=workers)}
             seconds[name].append(time.perf_counter() - start)
         start = time.perf_counter()
         plain = plain_python_overlaps(subsample, eval_words, postings)
         seconds["plain"].append(time.perf_counter() - start)
+    ours = found["one_thread"]
+    if found["two_threads"] != ours:
+        raise AssertionError("one and two hashing threads found different overlaps")
     ours_on_subsample = {pair for pair in ours if pair[0] < plain_instances}
     if plain != ours_on_subsample:
         raise AssertionError(f"implementations disagree: {len(plain)} vs {len(ours_on_subsample)} overlaps")

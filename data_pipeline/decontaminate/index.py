@@ -91,9 +91,9 @@ class EvalIndex:
         slot_in_range = np.minimum(slot, len(self.unique_hashes) - 1)
         found = (slot < len(self.unique_hashes)) & (self.unique_hashes[slot_in_range] == hashes[maybe])
         first_word, hit_slot = maybe[found], slot[found]
+        inside_one_text = hashed.ngram_fits(first_word, self.n)
+        first_word, hit_slot = first_word[inside_one_text], hit_slot[inside_one_text]
         hit_text = hashed.text_of_word(first_word)
-        inside_one_text = first_word + self.n <= hashed.text_first_word[hit_text + 1]
-        hit_text, hit_slot = hit_text[inside_one_text], hit_slot[inside_one_text]
         # A training text repeating an n-gram covers the same eval words once.
         key = np.unique(hit_text * len(self.unique_hashes) + hit_slot)
         hit_text, hit_slot = key // len(self.unique_hashes), key % len(self.unique_hashes)

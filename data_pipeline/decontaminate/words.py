@@ -54,6 +54,10 @@ class HashedTexts:
         """The text each (global) word position belongs to."""
         return np.searchsorted(self.text_first_word, word, side="right") - 1
 
+    def ngram_fits(self, first_word: np.ndarray, n: int) -> np.ndarray:
+        """True where the n words from ``first_word`` on all lie in the same text."""
+        return first_word + n <= self.text_first_word[self.text_of_word(first_word) + 1]
+
     def word_text_index(self) -> np.ndarray:
         """The text of every word, int64 [words]."""
         return np.repeat(np.arange(len(self.text_first_word) - 1, dtype=np.int64), np.diff(self.text_first_word))
@@ -221,6 +225,5 @@ def ngram_hashes(hashed: HashedTexts, n: int) -> tuple[np.ndarray, np.ndarray, n
     ``first_word`` is the global word position of the n-gram's first word.
     """
     every = rolling_ngram_hashes(hashed.values, n)
-    word_text = hashed.word_text_index()
-    first_word = np.flatnonzero(word_text[: len(every)] == word_text[n - 1 :])
-    return every[first_word], word_text[first_word], first_word
+    first_word = np.flatnonzero(hashed.ngram_fits(np.arange(len(every)), n))
+    return every[first_word], hashed.text_of_word(first_word), first_word
