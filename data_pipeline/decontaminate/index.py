@@ -58,22 +58,51 @@ class EvalIndex:
         # postings of unique_hashes[u] are posting_*[posting_start[u] : posting_start[u + 1]]
         self.posting_start = np.append(np.flatnonzero(is_first), len(sorted_hashes)).astype(np.int64)
         self._build_prefilter()
+        self._build_buckets()
 
     def _build_prefilter(self) -> None:
         # A bitmap over the top hash bits (~16 bits per eval n-gram, packed 8 to a byte to stay
-        # small) rejects nearly every training n-gram with one read, so the binary search only
-        # runs on the few that pass.
+        # small) rejects nearly every training n-gram with one read, so the lookup only runs on
+        # the few that pass.
         bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1) * 16)), 10, 32))
         self._prefilter_shift = np.uint64(64 - bits)
         marked = np.zeros(1 << bits, dtype=bool)
         marked[self.unique_hashes >> self._prefilter_shift] = True
         self._prefilter = np.packbits(marked, bitorder="little")
 
+    def _build_buckets(self) -> None:
+        # The sorted unique hashes cut by their top bits into about one per bucket: a lookup reads
+        # its bucket's bounds and compares the one or two hashes inside (a binary search over all
+        # of them missed cache at every step).
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1))), 1, 28))
+        self._bucket_shift = np.uint64(64 - bits)
+        bucket_of = self.unique_hashes >> self._bucket_shift
+        self._bucket_start = np.searchsorted(bucket_of, np.arange((1 << bits) + 1, dtype=np.uint64))
+
     def _may_contain(self, hashes: np.ndarray) -> np.ndarray:
         """False where a hash is surely not an eval n-gram (True may be a false alarm)."""
         slot = hashes >> self._prefilter_shift
         byte = self._prefilter[slot >> np.uint64(3)]
         return ((byte >> (slot & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).astype(bool)
+
+    def _lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(at, slot)``: the positions in ``hashes`` holding an eval n-gram, and its index in ``unique_hashes``."""
+        bucket = hashes >> self._bucket_shift
+        end = self._bucket_start[bucket + np.uint64(1)]
+        at = np.flatnonzero(self._bucket_start[bucket] < end)  # positions still compared, in increasing order
+        slot = self._bucket_start[bucket[at]]
+        found_at, found_slot = [], []
+        while len(at):
+            stored, wanted = self.unique_hashes[slot], hashes[at]
+            equal = stored == wanted
+            found_at.append(at[equal])
+            found_slot.append(slot[equal])
+            # A bucket is sorted: past the wanted hash, or at its end, the search stops.
+            going_on = (stored < wanted) & (slot + 1 < end[at])
+            at, slot = at[going_on], slot[going_on] + 1
+        at, slot = np.concatenate(found_at or [np.zeros(0, np.int64)]), np.concatenate(found_slot or [np.zeros(0, np.int64)])
+        order = np.argsort(at, kind="stable")
+        return at[order], slot[order]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -87,10 +116,8 @@ class EvalIndex:
         # dropped among the few hits below rather than compacted away from all of them here.
         hashes = rolling_ngram_hashes(hashed.values, self.n)
         maybe = np.flatnonzero(self._may_contain(hashes))
-        slot = np.searchsorted(self.unique_hashes, hashes[maybe])
-        slot_in_range = np.minimum(slot, len(self.unique_hashes) - 1)
-        found = (slot < len(self.unique_hashes)) & (self.unique_hashes[slot_in_range] == hashes[maybe])
-        first_word, hit_slot = maybe[found], slot[found]
+        found, hit_slot = self._lookup(hashes[maybe])
+        first_word = maybe[found]
         inside_one_text = hashed.ngram_fits(first_word, self.n)
         first_word, hit_slot = first_word[inside_one_text], hit_slot[inside_one_text]
         hit_text = hashed.text_of_word(first_word)

@@ -116,13 +116,13 @@ def hash_texts(texts: Sequence[str]) -> HashedTexts:
     """The word values of every text, in text order (the same words as ``words(text)`` per text)."""
     joined = "\n".join(texts)  # "\n" is not a word character, so words never run across two texts
     if joined.isascii():
-        utf8, is_word, text_starts = _ascii_bytes(joined, texts)
+        word_bytes, is_word, text_starts = _ascii_bytes(joined, texts)
     else:
-        utf8, is_word, text_starts = _unicode_bytes(joined, texts)
+        word_bytes, is_word, text_starts = _unicode_bytes(joined, texts)
     word_starts = np.flatnonzero(is_word[1:] > is_word[:-1]) + 1  # a word byte after a non-word byte
     if len(is_word) and is_word[0]:
         word_starts = np.concatenate([[0], word_starts])
-    values = _word_values(utf8, is_word, word_starts)
+    values = _word_values(word_bytes, word_starts)
     text_first_word = np.append(np.searchsorted(word_starts, text_starts), len(values)).astype(np.int64)
     return HashedTexts(values, text_first_word)
 
@@ -133,21 +133,25 @@ def _padded(size: int, dtype) -> np.ndarray:
 
 
 def _ascii_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(word_bytes, is_word, text_starts)``: the lowercased bytes with every non-word byte 0 and the
+    word flags (both padded), and the first byte of each text."""
     raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     # Letters and digits all have bit 0x20 set once lowercased, so OR-ing it in lowercases every
-    # byte that ends up inside a word (the others are never read as word bytes).
-    lowered = _padded(len(raw), np.uint8)
-    np.bitwise_or(raw, np.uint8(0x20), out=lowered[: len(raw)])
+    # byte that ends up inside a word (the others are zeroed below).
+    word_bytes = _padded(len(raw), np.uint8)
+    np.bitwise_or(raw, np.uint8(0x20), out=word_bytes[: len(raw)])
     # Unsigned wrap-around makes "x - lo < width" a range test.
     is_word = _padded(len(raw), bool)
-    np.logical_or((lowered[: len(raw)] - np.uint8(97)) < 26, (raw - np.uint8(48)) < 10, out=is_word[: len(raw)])
+    np.logical_or((word_bytes[: len(raw)] - np.uint8(97)) < 26, (raw - np.uint8(48)) < 10, out=is_word[: len(raw)])
+    word_bytes *= is_word
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1
     text_starts = np.zeros(len(texts), dtype=np.int64)
     np.cumsum(lengths[:-1], out=text_starts[1:])
-    return lowered, is_word, text_starts
+    return word_bytes, is_word, text_starts
 
 
 def _unicode_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_ascii_bytes` for text with any code point, lowercased with ``str.lower``."""
     lowered = joined.lower()
     code_points = np.frombuffer(lowered.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
     is_word_character = ((code_points - np.uint32(97)) < 26) | ((code_points - np.uint32(48)) < 10)
@@ -156,9 +160,9 @@ def _unicode_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.nd
     # Each code point's UTF-8 length spreads its word flag over its bytes.
     byte_lengths = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
     encoded = np.frombuffer(lowered.encode("utf-8", errors="surrogatepass"), dtype=np.uint8)
-    utf8, is_word = _padded(len(encoded), np.uint8), _padded(len(encoded), bool)
-    utf8[: len(encoded)] = encoded
+    word_bytes, is_word = _padded(len(encoded), np.uint8), _padded(len(encoded), bool)
     is_word[: len(encoded)] = np.repeat(is_word_character, byte_lengths)
+    np.multiply(encoded, is_word[: len(encoded)], out=word_bytes[: len(encoded)])
     # Text boundaries move with str.lower (it may lengthen a text), so find them from the
     # "\n" separators of the lowered string rather than from the original lengths.
     text_starts = np.concatenate([[0], np.flatnonzero(encoded == 10) + 1]).astype(np.int64)
@@ -166,7 +170,7 @@ def _unicode_bytes(joined: str, texts: Sequence[str]) -> tuple[np.ndarray, np.nd
         # A text containing "\n" itself: lower the texts one by one for the offsets.
         byte_counts = [len(text.lower().encode("utf-8", errors="surrogatepass")) + 1 for text in texts]
         text_starts = np.cumsum([0] + byte_counts[:-1], dtype=np.int64)
-    return utf8, is_word, text_starts
+    return word_bytes, is_word, text_starts
 
 
 def _windows(padded: np.ndarray) -> np.ndarray:
@@ -175,20 +179,25 @@ def _windows(padded: np.ndarray) -> np.ndarray:
 
 
 _LOW_BIT_OF_EACH_BYTE = np.uint64(0x0101010101010101)
+_HIGH_BIT_OF_EACH_BYTE = np.uint64(0x8080808080808080)
 
 
-def _word_values(utf8: np.ndarray, is_word: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _word_values(word_bytes: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Fold each word's bytes, read eight at a time, into a uint64 (exact for words of < 8 bytes).
 
-    The word flags are read in the same 8-byte windows: the lowest flag byte that is 0 ends the
-    word, and all bytes below it are kept; a window without one continues 8 bytes further on.
+    Non-word bytes are 0 in ``word_bytes``, so the lowest zero byte of a window ends the word and
+    the bytes below it are kept; a window without a zero byte continues 8 bytes further on.
     """
-    byte_windows, flag_windows = _windows(utf8), _windows(is_word.view(np.uint8))
+    byte_windows = _windows(word_bytes)
 
     def piece_at(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        not_word = ~flag_windows[positions] & _LOW_BIT_OF_EACH_BYTE
-        first_stop = not_word & (~not_word + np.uint64(1))  # 0 when all eight bytes are word bytes
-        return byte_windows[positions] & (first_stop - np.uint64(1)), first_stop == 0  # 0 - 1 wraps to all ones
+        window = byte_windows[positions]
+        # The classic "has a zero byte" test: the high bit of the lowest zero byte is exact (bits
+        # above it may be spurious, and are never read); 0 when all eight bytes are word bytes.
+        zero_bytes = (window - _LOW_BIT_OF_EACH_BYTE) & ~window & _HIGH_BIT_OF_EACH_BYTE
+        first_zero = zero_bytes & (~zero_bytes + np.uint64(1))
+        keep = (first_zero >> np.uint64(7)) - np.uint64(1)  # the bytes below it; 0 - 1 wraps to all ones
+        return window & keep, first_zero == 0
 
     values, goes_on = piece_at(starts)
     pending = np.flatnonzero(goes_on)  # words with bytes still to read

@@ -123,3 +123,18 @@ def test_threshold_is_strict():
     half = " ".join(f"e{i}" for i in range(8))
     assert run(evals, [half], threshold=0.5) == set()
     assert run(evals, [half], threshold=0.49) == {(0, 0, 0.5)}
+
+
+def test_index_lookup_finds_each_eval_ngram_at_its_own_slot_and_nothing_else():
+    rng = np.random.default_rng(3)
+    index = EvalIndex([" ".join(random_words(rng, EVAL_WORDS)) for _ in range(2000)], n=8)
+    stored = index.unique_hashes
+    # Flipping the lowest bit keeps a hash in its bucket (buckets are cut by the top bits).
+    queries = np.concatenate([stored, stored ^ np.uint64(1), rng.integers(0, 2**63, size=5000, dtype=np.uint64)])
+    queries = queries[rng.permutation(len(queries))]
+    at, slot = index._lookup(queries)
+    expected_slot = np.searchsorted(stored, queries)
+    expected_at = np.flatnonzero(stored[np.minimum(expected_slot, len(stored) - 1)] == queries)
+    assert len(at) >= len(stored)
+    np.testing.assert_array_equal(at, expected_at)
+    np.testing.assert_array_equal(slot, expected_slot[expected_at])
