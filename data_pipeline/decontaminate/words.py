@@ -213,18 +213,22 @@ def _word_values(word_bytes: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def rolling_ngram_hashes(values: np.ndarray, n: int) -> np.ndarray:
     """Hash of the n words starting at every position (``len(values) - n + 1`` of them, across texts too).
 
-    The hash of words w_i..w_{i+n-1} is a scrambled sum_k w_{i+k} B**k modulo 2**64, computed for all
-    positions at once from prefix sums of w_j B**j shifted back by B**-i.
+    The hash of words w_i..w_{i+n-1} is sum_k w_{i+k} B**(k+1) modulo 2**64, computed for all positions
+    at once from prefix sums of w_j B**(j+1) shifted back by B**-i. Every word is multiplied by a power
+    of the odd constant B, so the top bits (which the index's prefilter and buckets read) depend on
+    all the bits of every word.
     """
     count = len(values) - n + 1
     if count <= 0:
         return np.zeros(0, dtype=np.uint64)
-    powers, inverse_powers = _POWERS.at_least(len(values))
-    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
-    np.cumsum(values * powers[: len(values)], out=prefix[1:])
-    hashes = (prefix[n:] - prefix[:count]) * inverse_powers[:count]
-    # One xor-shift-multiply round carries the low bits into the top bits the index's prefilter reads.
-    return (hashes ^ (hashes >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+    powers, inverse_powers = _POWERS.at_least(len(values) + 1)
+    prefix = np.empty(len(values) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.multiply(values, powers[1 : len(values) + 1], out=prefix[1:])
+    np.cumsum(prefix[1:], out=prefix[1:])
+    hashes = prefix[n:] - prefix[:count]
+    hashes *= inverse_powers[:count]
+    return hashes
 
 
 def ngram_hashes(hashed: HashedTexts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
