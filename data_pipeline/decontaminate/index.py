@@ -81,14 +81,15 @@ class EvalIndex:
 
     def _may_contain(self, hashes: np.ndarray) -> np.ndarray:
         """False where a hash is surely not an eval n-gram (True may be a false alarm)."""
-        slot = hashes >> self._prefilter_shift
-        byte = self._prefilter[slot >> np.uint64(3)]
-        return ((byte >> (slot & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).astype(bool)
+        # The top bits fit an int64, and NumPy indexes with int64 without a converting pass.
+        slot = (hashes >> self._prefilter_shift).view(np.int64)
+        byte = self._prefilter[slot >> 3]
+        return ((byte >> (slot.astype(np.uint8) & np.uint8(7))) & np.uint8(1)).view(bool)
 
     def _lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(at, slot)``: the positions in ``hashes`` holding an eval n-gram, and its index in ``unique_hashes``."""
-        bucket = hashes >> self._bucket_shift
-        end = self._bucket_start[bucket + np.uint64(1)]
+        bucket = (hashes >> self._bucket_shift).view(np.int64)
+        end = self._bucket_start[bucket + 1]
         at = np.flatnonzero(self._bucket_start[bucket] < end)  # positions still compared, in increasing order
         slot = self._bucket_start[bucket[at]]
         found_at, found_slot = [], []

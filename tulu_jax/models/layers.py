@@ -16,7 +16,7 @@ from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.rope import apply_rotary
 from tulu_jax.ops.linear import linear
 
-KVCache = dict[str, jnp.ndarray]  # per layer: "key", "value" [batch, slots, kv_heads, head_dim]
+KVCache = dict[str, jnp.ndarray]  # per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots]
 
 
 def _dtype(name: str) -> Any:
