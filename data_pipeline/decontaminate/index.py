@@ -74,10 +74,12 @@ class EvalIndex:
         # The sorted unique hashes cut by their top bits into about one per bucket: a lookup reads
         # its bucket's bounds and compares the one or two hashes inside (a binary search over all
         # of them missed cache at every step).
-        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1))), 1, 28))
+        # At most 2**26 buckets (256 MB); larger eval sets share buckets more.
+        bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1))), 1, 26))
         self._bucket_shift = np.uint64(64 - bits)
         bucket_of = self.unique_hashes >> self._bucket_shift
-        self._bucket_start = np.searchsorted(bucket_of, np.arange((1 << bits) + 1, dtype=np.uint64))
+        starts = np.searchsorted(bucket_of, np.arange((1 << bits) + 1, dtype=np.uint64))
+        self._bucket_start = starts.astype(np.int32 if len(self.unique_hashes) < 2**31 else np.int64)
 
     def _may_contain(self, hashes: np.ndarray) -> np.ndarray:
         """False where a hash is surely not an eval n-gram (True may be a false alarm)."""
@@ -92,7 +94,7 @@ class EvalIndex:
         end = self._bucket_start[bucket + 1]
         at = np.flatnonzero(self._bucket_start[bucket] < end)  # positions still compared, in increasing order
         slot = self._bucket_start[bucket[at]]
-        found_at, found_slot = [], []
+        found_at, found_slot = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         while len(at):
             stored, wanted = self.unique_hashes[slot], hashes[at]
             equal = stored == wanted
@@ -101,7 +103,7 @@ class EvalIndex:
             # A bucket is sorted: past the wanted hash, or at its end, the search stops.
             going_on = (stored < wanted) & (slot + 1 < end[at])
             at, slot = at[going_on], slot[going_on] + 1
-        at, slot = np.concatenate(found_at or [np.zeros(0, np.int64)]), np.concatenate(found_slot or [np.zeros(0, np.int64)])
+        at, slot = np.concatenate(found_at), np.concatenate(found_slot)
         order = np.argsort(at, kind="stable")
         return at[order], slot[order]
 
