@@ -73,8 +73,8 @@ class EvalIndex:
     def _build_buckets(self) -> None:
         # The sorted unique hashes cut by their top bits into about one per bucket: a lookup reads
         # its bucket's bounds and compares the one or two hashes inside (a binary search over all
-        # of them missed cache at every step).
-        # At most 2**26 buckets (256 MB); larger eval sets share buckets more.
+        # of them missed cache at every step). At most 2**26 buckets (256 MB of int32); larger
+        # eval sets put more hashes in a bucket.
         bits = int(np.clip(np.ceil(np.log2(max(len(self.unique_hashes), 1))), 1, 26))
         self._bucket_shift = np.uint64(64 - bits)
         bucket_of = self.unique_hashes >> self._bucket_shift
