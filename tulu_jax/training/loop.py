@@ -89,8 +89,10 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
     unread = None  # (step, device metrics) of a dispatched step whose scalars were not read yet
 
     def read(step: int, device_metrics) -> dict:
+        nonlocal window_steps
         metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
         _check_finite(step, metrics, spec.checkpointer)
+        window_steps += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{spec.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
@@ -106,7 +108,6 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
             state, device_metrics = step_fn(state, spec.to_device(batch))
             if unread is not None:
                 read(*unread)
-                window_steps += 1
             unread = (step, device_metrics)
             logs = step % spec.log_every == 0 or step == spec.total_steps
             evaluates = spec.evaluate is not None and (_due(spec.eval_every, step) or step == spec.total_steps)
@@ -118,9 +119,7 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
             if compile_seconds is None:
                 compile_seconds = time.perf_counter() - began
                 logger.write(f"first step (with compilation) took {compile_seconds:.1f}s")
-                window_start, window_steps = time.perf_counter(), 0
-            else:
-                window_steps += 1
+                window_start, window_steps = time.perf_counter(), 0  # throughput leaves the compiling step out
             if logs:
                 elapsed = time.perf_counter() - window_start
                 logger.log(step, {**spec.summarize(metrics), **_throughput(spec, window_steps, elapsed)},
