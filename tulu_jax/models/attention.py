@@ -1,8 +1,9 @@
 """Grouped-query softmax attention, and a causal variant that skips the key blocks no query can see.
 
 Shapes: queries ``[batch, length, kv_heads, groups, head_dim]``, keys/values ``[batch, slots, kv_heads,
-head_dim]`` (a KV cache is laid out differently, see :func:`attend_cache`); each KV head serves its group of
-query heads without copying K/V. Scores and softmax run in float32. A query at cache slot ``s`` sees key slots ``<= s`` of its own segment (segment id 0 = padding).
+head_dim]`` (a KV cache is laid out differently, see :func:`attend_cache`); each KV head serves its group
+of query heads without copying K/V. Scores and softmax run in float32. A query at cache slot ``s`` sees key
+slots ``<= s`` of its own segment (segment id 0 = padding).
 """
 
 from __future__ import annotations

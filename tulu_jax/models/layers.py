@@ -16,7 +16,8 @@ from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.rope import apply_rotary
 from tulu_jax.ops.linear import linear
 
-KVCache = dict[str, jnp.ndarray]  # per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots]
+# Per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots].
+KVCache = dict[str, jnp.ndarray]
 
 
 def _dtype(name: str) -> Any:
@@ -87,10 +88,10 @@ class Attention(nn.Module):
         if cache is None:
             out = causal_self_attend(q, k, v, query_segment_ids)
         else:
-            # Keys are cached [batch, kv_heads, slots, head_dim], values [batch, kv_heads, head_dim, slots].
             def write(cached, new, slot_axis):
                 return jax.lax.dynamic_update_slice_in_dim(cached, new.astype(cached.dtype), cache_index, axis=slot_axis)
 
+            # Into the cache layouts of KVCache: keys heads-before-slots, values slots-last.
             cache = {"key": write(cache["key"], k.transpose(0, 2, 1, 3), 2),
                      "value": write(cache["value"], v.transpose(0, 2, 3, 1), 3)}
             out = attend_cache(q, cache["key"], cache["value"], cache_index + jnp.arange(length), query_segment_ids,

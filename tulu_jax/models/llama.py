@@ -39,7 +39,8 @@ def init_cache(config: LlamaConfig, batch: int, slots: int, dtype=None) -> dict:
     if config.scan_layers:
         keys, values = (jnp.zeros((config.num_layers, *shape), dtype) for shape in (key_shape, value_shape))
     else:
-        keys, values = (tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)) for shape in (key_shape, value_shape))
+        keys, values = (tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
+                        for shape in (key_shape, value_shape))
     return {"key": keys, "value": values, "segment_ids": jnp.zeros((batch, slots), jnp.int32)}  # 0: empty/pad
 
 
