@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -78,13 +79,23 @@ def read_source(source: SourceConfig) -> Iterator[Record]:
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:
-    """One JSON object per line; blank lines are ignored; a broken line is an error naming the line."""
+    """One JSON object per line; blank lines are ignored; a broken line is an error naming the line.
+
+    Lines are read as bytes and decoded one by one, so bytes that are not UTF-8 and a truncated or corrupt
+    gzip stream are errors naming the file and line rather than a traceback from the codec."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with opener(path, "rb") as handle:
+        for line_number, raw in _numbered_lines(handle, path):
+            origin = Origin(str(path), line_number, "line")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{origin}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
-            origin = Origin(str(path), line_number, "line")
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as error:
@@ -95,6 +106,23 @@ def read_jsonl(path: Path) -> Iterator[Record]:
             if not isinstance(data, dict):
                 raise DataError(f"{origin}: expected a JSON object, got {type(data).__name__}")
             yield Record(data, origin)
+
+
+def _numbered_lines(handle, path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)``; a damaged gzip stream becomes a DataError naming the line it broke at."""
+    line_number = 0
+    while True:
+        try:
+            raw = handle.readline()
+        except (EOFError, OSError, zlib.error) as error:
+            raise DataError(
+                f"{path} line {line_number + 1}: the gzip stream is truncated or corrupt ({error}); "
+                "the file was cut short or damaged — copy or compress it again"
+            ) from None
+        if not raw:
+            return
+        line_number += 1
+        yield line_number, raw
 
 
 def _iter_table_rows(table_batches, path: str) -> Iterator[Record]:

@@ -6,8 +6,9 @@ No JAX here: the verify command reads JSONL without loading an accelerator runti
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from tulu_jax.errors import DataError
 
@@ -23,17 +24,29 @@ def parse_object(line: str, where: str) -> dict:
     return record
 
 
+def decode_line(raw: bytes, where: str) -> str:
+    """A line read in binary as text; bytes that are not UTF-8 are an error naming ``where`` (``file:line``)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{where}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def read_jsonl(path: Path) -> list[tuple[str, dict]]:
     """``(where, record)`` for each non-empty line; ``where`` is ``file:line`` for error messages."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     records = []
-    with open(path, encoding="utf-8") as source:
-        for number, line in enumerate(source, start=1):
+    with open(path, "rb") as source:
+        for number, raw in enumerate(source, start=1):
+            where = f"{path}:{number}"
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             records.append((where, parse_object(line, where)))
     if not records:
         raise DataError(f"{path}: no records found")
@@ -41,8 +54,55 @@ def read_jsonl(path: Path) -> list[tuple[str, dict]]:
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as sink:
+    """Write ``records`` to a temporary sibling and rename it over ``path`` when complete."""
+    with atomic_output(path) as sink:
         for record in records:
             sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class atomic_output:
+    """``with atomic_output(path) as sink:`` writes text to ``path.tmp-<pid>`` and renames it into place on
+    success, so an error or a kill never leaves a truncated ``path`` (nor empties the file it replaces)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+
+    def __enter__(self):
+        if self.path.is_dir():
+            raise DataError(f"output {self.path} is a directory; give a file name")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = open(self.temporary, "w", encoding="utf-8")
+        except (FileExistsError, NotADirectoryError):
+            raise DataError(f"cannot write {self.path}: a parent of it is a file, not a directory") from None
+        except PermissionError:
+            raise DataError(f"cannot write {self.path}: permission denied; choose a writable path") from None
+        return self._sink
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._sink.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
+def refuse_overwriting_inputs(output: Optional[Path], inputs: Iterable[tuple[str, Optional[Path]]],
+                              output_flag: str = "--out") -> None:
+    """Raise when ``output`` would clobber an input: the same file (links and symlinks resolved) or a path
+    inside an input directory. ``inputs`` are ``(what, path)`` pairs, ``what`` naming the input in the error."""
+    if output is None:
+        return
+    target = Path(os.path.realpath(output))
+    for what, path in inputs:
+        if path is None or str(path) == "":
+            continue
+        source = Path(os.path.realpath(path))
+        same = target == source or (target.exists() and source.exists() and os.path.samefile(target, source))
+        if same or (source.is_dir() and source in target.parents):
+            relation = "is" if same else "lies inside"
+            raise DataError(
+                f"{output_flag} {output} {relation} the {what} {path}; writing it would destroy an input. "
+                f"Choose another {output_flag} path"
+            )

@@ -103,3 +103,42 @@ def test_missing_files_are_clear(tmp_path, tokenizer_dir):
     path = write_jsonl(tmp_path / "train.jsonl", GOOD)
     with pytest.raises(DataError, match="tokenizer not found"):
         _prepare(DataConfig(sources=(SourceConfig(str(path)),), tokenizer=str(tmp_path)))
+
+
+def test_non_utf8_bytes_name_file_and_line(tmp_path, tokenizer_dir):
+    path = write_jsonl(tmp_path / "train.jsonl", GOOD)
+    path.write_bytes(path.read_bytes() + b'{"messages": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl line 5: not valid UTF-8 \(byte 0xe9 at column 18\)"):
+        _prepare(_config(tokenizer_dir, path))
+
+
+def test_truncated_gzip_names_file_and_line(tmp_path, tokenizer_dir):
+    import gzip
+
+    path = tmp_path / "train.jsonl.gz"
+    many = [sft_record(f"question {i} " * 20, f"answer {i}") for i in range(200)]
+    path.write_bytes(gzip.compress("".join(__import__("json").dumps(r) + "\n" for r in many).encode()))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"train.jsonl.gz line \d+: the gzip stream is truncated or corrupt"):
+        _prepare(_config(tokenizer_dir, path))
+
+
+def test_data_preview_refuses_an_out_that_is_a_data_source(tmp_path, tokenizer_dir, capsys):
+    import yaml
+
+    from tulu_jax.cli import main
+
+    data = write_jsonl(tmp_path / "train.jsonl", GOOD)
+    before = data.read_bytes()
+    config = tmp_path / "stage.yaml"
+    config.write_text(yaml.safe_dump({"data": {"sources": [{"path": str(data)}], "tokenizer": str(tokenizer_dir)}}))
+    # The source itself (through a relative spelling), a file inside a source directory, and the config.
+    directory_source = tmp_path / "shards"
+    directory_source.mkdir()
+    write_jsonl(directory_source / "a.jsonl", GOOD)
+    for out in (tmp_path / "." / "train.jsonl", directory_source / "preview.jsonl", config):
+        override = [f"data.sources=[{{path: {data}}}, {{path: {directory_source}}}]"]
+        assert main(["data", "preview", "--config", str(config), "--out", str(out), *override]) == 1
+        error = capsys.readouterr().err
+        assert "would destroy an input" in error and "Traceback" not in error
+    assert data.read_bytes() == before and not (directory_source / "preview.jsonl").exists()

@@ -61,3 +61,30 @@ def test_strip_prompt_scores_only_the_assistant_turn(tmp_path):
     source = _write(tmp_path / "in.jsonl", [record])
     assert verify.verify_file(source, tmp_path / "a.jsonl", strip_prompt=True) == {"gsm8k": (1, 0.0, 0)}
     assert verify.verify_file(source, tmp_path / "b.jsonl", strip_prompt=False) == {"gsm8k": (1, 1.0, 1)}
+
+
+def test_out_equal_to_input_is_refused_and_input_kept(tmp_path, capsys):
+    source = _write(tmp_path / "in.jsonl", RECORDS)
+    before = source.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    for out in (source, tmp_path / "sub" / ".." / "in.jsonl", link):
+        assert cli.main(["verify", "--input", str(source), "--out", str(out)]) == 1
+        error = capsys.readouterr().err
+        assert "is the --input file" in error and "Traceback" not in error
+    assert source.read_bytes() == before
+
+
+def test_failed_run_leaves_no_partial_output(tmp_path):
+    source = _write(tmp_path / "in.jsonl", [RECORDS[0], "{broken"])
+    target = _write(tmp_path / "out.jsonl", ["previous"])
+    with pytest.raises(DataError, match="in.jsonl:2"):
+        verify.verify_file(source, target)
+    assert target.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def test_non_utf8_line_names_file_and_line(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(json.dumps(RECORDS[0]).encode() + b"\n" + b'{"response": "\xff"}\n')
+    with pytest.raises(DataError, match=r"in\.jsonl:2: not valid UTF-8 \(byte 0xff"):
+        verify.verify_file(source, tmp_path / "out.jsonl")

@@ -15,6 +15,7 @@ from data_pipeline.pipeline import mixed_records, resolve_kind
 from data_pipeline.tokenizer import load_tokenizer
 from tulu_jax.config import apply_overrides, from_dict
 from tulu_jax.errors import ConfigError
+from tulu_jax.jsonl import atomic_output, refuse_overwriting_inputs
 
 NAME = "data"
 HELP = "inspect a config's data: `data preview` prints rendered examples with trained tokens marked"
@@ -69,6 +70,10 @@ def example_row(example: TokenizedExample, prefix: str = "") -> dict:
 
 def run(args: argparse.Namespace) -> int:
     config = load_data_config(args.config, args.overrides)
+    inputs = [("data source", Path(source.path)) for source in (*config.sources, *config.eval_sources)
+              if source.format != "tfds"]
+    inputs += [("data.tokenizer", Path(config.tokenizer) if config.tokenizer else None), ("--config", Path(args.config))]
+    refuse_overwriting_inputs(Path(args.out) if args.out else None, inputs)
     kind = resolve_kind(config, config.sources)
     summary: list[str] = []
     records, _ = mixed_records(config, kind, summary)
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                          "dataset": record.data["dataset"]})
     print("\n" + encoder.report())
     if args.out:
-        with open(args.out, "w") as handle:
+        with atomic_output(Path(args.out)) as handle:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
         print(f"wrote {len(rows)} examples to {args.out}", file=sys.stderr)

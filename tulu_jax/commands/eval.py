@@ -32,10 +32,12 @@ def run(args) -> int:
     from tulu_jax.generation.cli_options import inference_mesh_and_batch, sampling_from_args
     from tulu_jax.generation.evaluate import check_record, evaluate, format_summary
     from tulu_jax.generation.loading import load_model_for_inference
-    from tulu_jax.jsonl import read_jsonl, write_jsonl
+    from tulu_jax.jsonl import read_jsonl, refuse_overwriting_inputs, write_jsonl
 
     if args.n_samples < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
         raise ConfigError("--n-samples, --batch-size and --max-new-tokens must be positive")
+    out = args.out or args.data.with_name(args.data.stem + ".generations.jsonl")
+    refuse_overwriting_inputs(out, [("--data file", args.data), ("--checkpoint", args.checkpoint)])
     entries = read_jsonl(args.data)
     for where, record in entries:
         check_record(record, where)  # fail on bad data before loading the model
@@ -47,7 +49,6 @@ def run(args) -> int:
         n_samples=args.n_samples, sampling=sampling, max_new_tokens=args.max_new_tokens,
         batch_size=batch_size, seed=args.seed, mesh=mesh, add_bos=args.add_bos,
     )
-    out = args.out or args.data.with_name(args.data.stem + ".generations.jsonl")
     write_jsonl(out, result["records"])
     print(format_summary(result))
     summary = {key: value for key, value in result.items() if key != "records"}

@@ -32,10 +32,11 @@ def run(args) -> int:
     from tulu_jax.generation.loading import load_model_for_inference
     from tulu_jax.generation.prompts import encode_prompt, record_messages
     from tulu_jax.generation.text import complete
-    from tulu_jax.jsonl import read_jsonl, write_jsonl
+    from tulu_jax.jsonl import read_jsonl, refuse_overwriting_inputs, write_jsonl
 
     if args.batch_size < 1 or args.max_new_tokens < 1:
         raise ConfigError("--batch-size and --max-new-tokens must be positive")
+    refuse_overwriting_inputs(args.out, [("--input file", args.input), ("--checkpoint", args.checkpoint)])
     sampling = sampling_from_args(args, default_temperature=0.0)
     if args.prompt is not None:
         entries = [("--prompt", {"prompt": args.prompt})]

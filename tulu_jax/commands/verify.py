@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tulu_jax.errors import DataError, TuluError
-from tulu_jax.jsonl import parse_object
+from tulu_jax.jsonl import atomic_output, decode_line, parse_object, refuse_overwriting_inputs
 
 NAME = "verify"
 HELP = "score responses in a JSONL file with the GSM8K / MATH / IFEval verifiers"
@@ -51,10 +51,12 @@ def verify_file(input_path: Path, output_path: Path, *, alpha: float = 10.0, str
 
     if not input_path.is_file():
         raise DataError(f"input file {input_path} does not exist")
+    refuse_overwriting_inputs(output_path, [("--input file", input_path)])
     summary: dict[str, list] = defaultdict(lambda: [0, 0.0, 0])
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(input_path, encoding="utf-8") as source, open(output_path, "w", encoding="utf-8") as sink:
-        for number, line in enumerate(source, start=1):
+    # The output appears only when every line scored: an error leaves no partial file behind.
+    with open(input_path, "rb") as source, atomic_output(output_path) as sink:
+        for number, raw in enumerate(source, start=1):
+            line = decode_line(raw, f"{input_path}:{number}")
             if not line.strip():
                 continue
             record = _read_record(line, input_path, number)
