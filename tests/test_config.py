@@ -66,3 +66,29 @@ def test_cli_prints_config_errors_without_a_traceback(capsys):
     assert main(["sft", "--config", "configs/sft_tiny_cpu.yaml", "optimizer.learning_rat=1"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "unknown key 'learning_rat'" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("command, config", [("sft", "configs/sft_tiny_cpu.yaml"), ("rlvr", "configs/rlvr_tiny_cpu.yaml")])
+def test_empty_output_dir_or_a_file_is_refused_at_load(command, config, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)  # an empty output_dir would have trained here
+    config = str(__import__("pathlib").Path(__file__).parents[1] / config)
+    before = sorted(path.name for path in tmp_path.parent.iterdir())
+    assert main([command, "--config", config, "output_dir="]) == 1
+    error = capsys.readouterr().err
+    assert "output_dir is empty" in error and "Traceback" not in error
+    a_file = tmp_path / "not_a_dir"
+    a_file.write_text("keep me")
+    assert main([command, "--config", config, f"output_dir={a_file}"]) == 1
+    error = capsys.readouterr().err
+    assert "is a file, not a directory" in error and "Traceback" not in error and a_file.read_text() == "keep me"
+    assert sorted(path.name for path in tmp_path.parent.iterdir()) == before
+
+
+def test_output_dir_check_applies_to_any_config_with_one():
+    @dataclass(frozen=True)
+    class Run:
+        output_dir: str = "runs/x"
+
+    assert from_dict(Run, {}).output_dir == "runs/x"
+    with pytest.raises(ConfigError, match="output_dir is empty"):
+        from_dict(Run, {"output_dir": "  "})

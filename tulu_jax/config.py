@@ -83,7 +83,21 @@ def from_dict(cls: type[T], raw: Mapping[str, Any] | None, where: str = "config"
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
+    _check_output_dir(instance, where)
     return instance
+
+
+def _check_output_dir(config: Any, where: str) -> None:
+    """Every config with an ``output_dir`` (each stage's) needs one that names a directory.
+
+    Empty would train into the current directory; an existing file would fail later with a traceback."""
+    value = getattr(config, "output_dir", None)
+    if not isinstance(value, str):
+        return
+    if not value.strip():
+        raise ConfigError(f"{where}: output_dir is empty; give the directory the run writes to (e.g. runs/sft)")
+    if "://" not in value and Path(value).exists() and not Path(value).is_dir():
+        raise ConfigError(f"{where}: output_dir {value!r} is a file, not a directory; choose another output_dir")
 
 
 def to_dict(config: Any) -> Any:

@@ -58,3 +58,39 @@ def test_bad_values_name_the_key():
         OptimizerConfig(beta2=1.0)
     with pytest.raises(ConfigError, match="schedule.warmup_ratio"):
         ScheduleConfig(warmup_ratio=1.5)
+
+
+@pytest.mark.parametrize("max_grad_norm", [-1.0, 0.0, None])
+def test_non_positive_max_grad_norm_means_no_clipping_never_a_sign_flip(max_grad_norm):
+    # open-instruct writes -1 for "no clipping"; optax.clip_by_global_norm(-1) would flip the gradient.
+    params = {"w": {"kernel": jnp.array([1.0, -2.0])}}
+    grads = {"w": {"kernel": jnp.array([3.0, 4.0])}}
+    unclipped = OptimizerConfig(learning_rate=0.1, max_grad_norm=max_grad_norm)
+    assert not unclipped.clips and OptimizerConfig(max_grad_norm=0.5).clips
+    reference = make_optimizer(OptimizerConfig(learning_rate=0.1, max_grad_norm=1e9), lambda step: 0.1)
+    optimizer = make_optimizer(unclipped, lambda step: 0.1)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    expected, _ = reference.update(grads, reference.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["w"]["kernel"]), np.asarray(expected["w"]["kernel"]), rtol=1e-6)
+    assert np.all(np.asarray(updates["w"]["kernel"]) < 0)  # a descent step for a positive gradient
+
+
+@pytest.mark.parametrize("value", ["nan", ".nan", "inf", ".inf", "-.inf", "1e39", "2.0", "-1e-5"])
+def test_absurd_learning_rates_are_refused_at_load_naming_the_key(value):
+    from dataclasses import dataclass, field
+
+    from tulu_jax.config import load_config
+
+    @dataclass(frozen=True)
+    class Stage:
+        optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    with pytest.raises(ConfigError, match="optimizer.learning_rate"):
+        load_config(Stage, None, [f"optimizer.learning_rate={value}"])
+    assert load_config(Stage, None, ["optimizer.learning_rate=1e-6"]).optimizer.learning_rate == 1e-6
+
+
+def test_non_finite_optimizer_numbers_are_refused():
+    for name in ("eps", "weight_decay", "max_grad_norm"):
+        with pytest.raises(ConfigError, match=f"optimizer.{name} must be a finite number"):
+            OptimizerConfig(**{name: float("nan")})

@@ -19,19 +19,36 @@ import optax
 from tulu_jax.errors import ConfigError
 
 
+# A peak learning rate above this is a typo (a missing minus sign in an exponent), not a choice.
+MAX_LEARNING_RATE = 1.0
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
-    learning_rate: float = 5e-6
+    """AdamW settings.
+
+    ``max_grad_norm``: clip the global gradient norm to this value. Zero, a negative value (open-instruct
+    writes -1) or None means no clipping; it never scales the gradient by a negative factor.
+    """
+
+    learning_rate: float = 5e-6  # peak learning rate, in [0, 1]
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
     decay_embeddings: bool = False
-    max_grad_norm: Optional[float] = 1.0  # None or 0 disables clipping
+    max_grad_norm: Optional[float] = 1.0  # <= 0 or None: no clipping
 
     def __post_init__(self) -> None:
-        if self.learning_rate < 0:
-            raise ConfigError(f"optimizer.learning_rate must be non-negative, got {self.learning_rate}")
+        for name in ("learning_rate", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"optimizer.{name} must be a finite number, got {value}")
+        if not 0.0 <= self.learning_rate <= MAX_LEARNING_RATE:
+            raise ConfigError(
+                f"optimizer.learning_rate must be in [0, {MAX_LEARNING_RATE:g}], got {self.learning_rate}; "
+                "fine-tuning rates are around 1e-7 to 1e-4"
+            )
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"optimizer.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -39,6 +56,11 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.eps must be positive, got {self.eps}")
         if self.weight_decay < 0:
             raise ConfigError(f"optimizer.weight_decay must be non-negative, got {self.weight_decay}")
+
+    @property
+    def clips(self) -> bool:
+        """Whether gradients are clipped (``max_grad_norm`` set and positive)."""
+        return self.max_grad_norm is not None and self.max_grad_norm > 0
 
 
 @dataclass(frozen=True)
@@ -99,7 +121,7 @@ def decay_mask(params: Any, decay_embeddings: bool = False) -> Any:
 def make_optimizer(config: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
     """Clip by global norm, then AdamW with ``schedule`` and the decay mask."""
     parts = []
-    if config.max_grad_norm:
+    if config.clips:
         parts.append(optax.clip_by_global_norm(config.max_grad_norm))
     parts.append(
         optax.adamw(
