@@ -42,6 +42,12 @@ class LlamaConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     remat: Literal["none", "full", "dots"] = "none"
     scan_layers: bool = True
+    # Attention kernels: "auto" = splash on TPU, xla elsewhere (see tulu_jax.models.layers.attention_implementation).
+    # "splash" also makes decoding read only the filled part of the KV cache (models/decode_attention.py).
+    attention: Literal["auto", "xla", "splash"] = "auto"
+    # Splash tile sizes along queries and keys (multiples of 128); 0 = the TPU generation's default.
+    splash_block_q: int = 0
+    splash_block_kv: int = 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"):
@@ -59,6 +65,14 @@ class LlamaConfig:
             )
         if self.resolved_head_dim % 2:
             raise ConfigError(f"model.head_dim must be even for rotary embeddings, got {self.resolved_head_dim}")
+        if self.attention not in ("auto", "xla", "splash"):
+            raise ConfigError(f"model.attention must be one of auto, xla, splash; got {self.attention!r}")
+        for name in ("splash_block_q", "splash_block_kv"):
+            if getattr(self, name) < 0 or getattr(self, name) % 128:
+                raise ConfigError(
+                    f"model.{name} must be 0 (the TPU generation's default) or a positive multiple of 128, "
+                    f"got {getattr(self, name)}"
+                )
 
     @property
     def resolved_head_dim(self) -> int:

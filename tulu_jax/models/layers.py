@@ -13,11 +13,19 @@ import jax.numpy as jnp
 
 from tulu_jax.models.attention import attend_cache, causal_self_attend
 from tulu_jax.models.config import LlamaConfig
+from tulu_jax.models.decode_attention import attend_filled_cache
 from tulu_jax.models.rope import apply_rotary
 from tulu_jax.ops.linear import linear
 
 # Per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots].
 KVCache = dict[str, jnp.ndarray]
+
+
+def attention_implementation(config: LlamaConfig) -> str:
+    """``"splash"`` or ``"xla"``: ``model.attention``, with ``auto`` = splash on TPU and xla elsewhere."""
+    if config.attention != "auto":
+        return config.attention
+    return "splash" if jax.default_backend() == "tpu" else "xla"
 
 
 def _dtype(name: str) -> Any:
@@ -85,7 +93,13 @@ class Attention(nn.Module):
 
         length = x.shape[1]
         q = q.reshape(q.shape[0], length, kvh, groups, hd)  # [batch, length, kv_heads, groups, head_dim]
-        if cache is None:
+        splash = attention_implementation(c) == "splash"
+        if cache is None and splash:
+            # Imported here: the Pallas TPU kernels load only when asked for.
+            from tulu_jax.models.splash import splash_self_attend
+
+            out = splash_self_attend(q, k, v, query_segment_ids, block_q=c.splash_block_q, block_kv=c.splash_block_kv)
+        elif cache is None:
             out = causal_self_attend(q, k, v, query_segment_ids)
         else:
             def write(cached, new, slot_axis):
@@ -94,8 +108,12 @@ class Attention(nn.Module):
             # Into the cache layouts of KVCache: keys heads-before-slots, values slots-last.
             cache = {"key": write(cache["key"], k.transpose(0, 2, 1, 3), 2),
                      "value": write(cache["value"], v.transpose(0, 2, 3, 1), 3)}
-            out = attend_cache(q, cache["key"], cache["value"], cache_index + jnp.arange(length), query_segment_ids,
-                               key_segment_ids)
+            query_slots = cache_index + jnp.arange(length)
+            if splash:  # read only the slots written so far
+                out = attend_filled_cache(q, cache["key"], cache["value"], query_slots, query_segment_ids,
+                                          key_segment_ids, filled=cache_index + length)
+            else:
+                out = attend_cache(q, cache["key"], cache["value"], query_slots, query_segment_ids, key_segment_ids)
         out = out.reshape(x.shape[0], length, h, hd)
         out = Projection(c, (h, hd, d), ("heads", "head_dim", "embed"), num_input_dims=2, name="o_proj")(out)
         return out, cache
