@@ -5,19 +5,25 @@ Each checkpoint ``<directory>/<step>/`` holds three items:
   ``data``   the data iterator state (JSON), so a resumed run reads the very next batch;
   ``config`` the resolved run config (JSON; the stage also writes it as YAML beside the checkpoints).
 Orbax writes a step into a temporary directory and renames it when complete, so a run killed mid-save
-leaves no half-written step behind; a step that is damaged afterwards fails to restore, and
-``restore_latest`` then warns and takes the previous one.
+leaves no half-written step behind. A step that is damaged afterwards (unreadable, or holding non-finite
+numbers) fails to restore; ``restore_latest`` then warns, takes the previous one, and moves the damaged
+step aside to ``<step>.damaged-<n>`` (kept for inspection, ignored by Orbax) so the run can save that step
+again. A checkpoint whose array shapes differ from the model being resumed is a configuration mismatch,
+not damage: it is reported with the differing fields and never skipped or moved.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from tulu_jax.errors import CheckpointError
@@ -79,28 +85,57 @@ class Checkpointer:
         """Block until the pending async save is committed to disk."""
         self._manager.wait_until_finished()
 
-    def restore(self, step: int, abstract_state: Any) -> Restored:
-        """Restore ``step`` into the shapes, dtypes and shardings of ``abstract_state``."""
+    def saved_config(self, step: int) -> Optional[dict]:
+        """The run config saved with ``step`` (None when it cannot be read)."""
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config or None
+        except Exception:  # noqa: BLE001 - an unreadable config is reported by restore, not here
+            return None
+
+    def restore(self, step: int, abstract_state: Any, run_config: Optional[dict] = None) -> Restored:
+        """Restore ``step`` into the shapes, dtypes and shardings of ``abstract_state``.
+
+        Raises ``CheckpointMismatchError`` when the saved arrays do not have the shapes of ``abstract_state``
+        (naming the differing arrays, and the differing ``resolved_model`` fields when ``run_config`` is given),
+        and ``CheckpointError`` when the restored state holds NaN or infinite numbers.
+        """
+        self._check_shapes(step, abstract_state, run_config)
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data=ocp.args.JsonRestore(),
             config=ocp.args.JsonRestore(),
         )
         restored = self._manager.restore(step, args=args)
+        check_finite(restored.state, f"checkpoint {self.directory}/{step}")
         data_state = restored.data or None
         return Restored(step=step, state=restored.state, data_state=data_state, config=restored.config or None)
 
-    def restore_latest(self, abstract_state: Any) -> Optional[Restored]:
-        """The newest checkpoint that restores cleanly (warning about each damaged one skipped), or None."""
+    def restore_latest(self, abstract_state: Any, run_config: Optional[dict] = None) -> Optional[Restored]:
+        """The newest checkpoint that restores cleanly, or None when there is none.
+
+        Each newer step that fails (unreadable or non-finite) is warned about and, once an older one has
+        restored, moved aside so that this run can save that step again. Every process takes the same
+        decision. A shape mismatch is raised at once: it is the config that changed, not the checkpoint.
+        """
         steps = self.steps()
+        damaged = []
         for step in reversed(steps):
             try:
-                return self.restore(step, abstract_state)
+                restored, failure = self.restore(step, abstract_state, run_config), None
+            except CheckpointMismatchError:
+                raise
             except Exception as error:  # noqa: BLE001 - any failure to read a step means: try the previous one
-                log.warning(
-                    "checkpoint %s/%d is incomplete or corrupt (%s: %s); falling back to the previous one",
-                    self.directory, step, type(error).__name__, str(error).splitlines()[0][:300] if str(error) else "",
-                )
+                restored, failure = None, error
+            if _all_processes_agree(failure is None):
+                self._move_aside(damaged)
+                return restored
+            error_text = str(failure).splitlines()[0][:300] if failure is not None and str(failure) else ""
+            log.warning(
+                "checkpoint %s/%d is incomplete or corrupt (%s: %s); falling back to the previous one",
+                self.directory, step, type(failure).__name__ if failure is not None else "error on another process",
+                error_text,
+            )
+            damaged.append(step)
         if steps:
             raise CheckpointError(
                 f"none of the checkpoints in {self.directory} (steps {steps}) could be restored; "
@@ -108,9 +143,112 @@ class Checkpointer:
             )
         return None
 
+    def _check_shapes(self, step: int, abstract_state: Any, run_config: Optional[dict]) -> None:
+        """Compare the saved arrays' shapes (Orbax metadata, no array read) with ``abstract_state``'s."""
+        try:
+            handler = ocp.StandardCheckpointHandler()
+            saved_tree = handler.metadata(self.directory / str(step) / "state").tree
+            handler.close()
+        except Exception:  # noqa: BLE001 - unreadable metadata is damage; restore reports it
+            return
+        saved = {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(saved_tree) if hasattr(leaf, "shape")}
+        wanted = {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(abstract_state) if hasattr(leaf, "shape")}
+        differences = [f"{path} saved {saved[path]}, now {wanted[path]}"
+                       for path in sorted(set(saved) & set(wanted)) if saved[path] != wanted[path]]
+        differences += [f"{path} only in the checkpoint" for path in sorted(set(saved) - set(wanted))]
+        differences += [f"{path} not in the checkpoint" for path in sorted(set(wanted) - set(saved))]
+        if not differences:
+            return
+        fields = ""
+        saved_model = (self.saved_config(step) or {}).get("resolved_model")
+        current_model = (run_config or {}).get("resolved_model")
+        if isinstance(saved_model, dict) and isinstance(current_model, dict):
+            changed = [f"{key}: checkpoint {saved_model.get(key)!r}, config {current_model.get(key)!r}"
+                       for key in sorted(set(saved_model) | set(current_model))
+                       if saved_model.get(key) != current_model.get(key)]
+            fields = f" Model fields that differ: {'; '.join(changed)}." if changed else ""
+        shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+        raise CheckpointMismatchError(
+            f"shape mismatch: checkpoint {self.directory}/{step} was saved for a different model than the one "
+            f"configured ({shown}).{fields} The checkpoint is intact: resume with the model it was saved with, "
+            "or choose another output_dir for the new model"
+        )
+
+    def _move_aside(self, steps: list[int]) -> None:
+        """Rename damaged steps to ``<step>.damaged-<n>`` (process 0; the others wait), then rescan."""
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            for step in steps:
+                source = self.directory / str(step)
+                number = 1
+                while (self.directory / f"{step}.damaged-{number}").exists():
+                    number += 1
+                target = self.directory / f"{step}.damaged-{number}"
+                os.rename(source, target)
+                log.warning("moved the damaged checkpoint %s aside to %s", source, target.name)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("tulu_jax.checkpoint.move_aside")
+        self._manager.reload()
+
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint holds a model of other shapes than the one configured (a config change, not damage)."""
+
+
+@jax.jit
+def _any_non_finite(tree: Any) -> jax.Array:
+    flags = [jnp.any(~jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.any(jnp.stack(flags)) if flags else jnp.bool_(False)
+
+
+def non_finite_paths(tree: Any, limit: int = 5) -> list[str]:
+    """Paths of (at most ``limit``) floating leaves of ``tree`` holding NaN or infinity; one reduction when all
+    are finite, so it is cheap to call before a save. Works on sharded arrays (a global reduction)."""
+    if not bool(_any_non_finite(tree)):
+        return []
+    found = []
+    for path, leaf in _leaves_by_path(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and bool(_any_non_finite(leaf)):
+            found.append(path)
+            if len(found) == limit:
+                break
+    return found
+
+
+def check_finite(tree: Any, where: str) -> None:
+    """Raise ``CheckpointError`` naming ``where`` and the first bad arrays when ``tree`` holds NaN or infinity."""
+    bad = non_finite_paths(tree)
+    if bad:
+        raise CheckpointError(f"{where} holds NaN or infinite values (in {', '.join(bad)}); it is damaged or diverged")
+
+
+def _leaves_by_path(tree: Any) -> list[tuple[str, Any]]:
+    """``(dotted path, leaf)`` pairs; dataclass fields, dict keys and sequence indices all spelled the same way."""
+
+    def name(entry) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                return str(getattr(entry, attribute))
+        return str(entry)
+
+    return [(".".join(name(entry) for entry in path), leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _all_processes_agree(ok: bool) -> bool:
+    """True only when ``ok`` holds on every process (a restore decision must be the same everywhere)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.array([ok], dtype=np.bool_))))
 
 
 def find_checkpoint_dir(path: str | Path) -> Path:

@@ -7,6 +7,7 @@ A stage brings a jitted step (``state, batch -> state, metrics``), a batch itera
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import zlib
@@ -17,9 +18,14 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import jax
 import numpy as np
 
-from tulu_jax.checkpoint import Checkpointer
+from tulu_jax.checkpoint import Checkpointer, non_finite_paths
 from tulu_jax.errors import TuluError
 from tulu_jax.training.metrics import MetricsLogger
+
+log = logging.getLogger(__name__)
+
+# Step metrics that must stay finite: the loss, and the gradient norm (a non-finite one makes a non-finite update).
+GUARDED_METRICS = ("loss", "grad_norm")
 
 
 class TrainingDivergedError(TuluError):
@@ -57,20 +63,59 @@ def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> int:
     return crc
 
 
-def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Optional[Checkpointer]) -> None:
-    loss = float(metrics["loss"])
-    if math.isfinite(loss):
-        return
+def _diverged(what: str, checkpointer: Optional[Checkpointer]) -> TrainingDivergedError:
+    """The error for a diverged step; every saved checkpoint passed the finiteness check, so the newest is good."""
     last_good = "none was saved"
     if checkpointer is not None:
         checkpointer.wait()
         steps = checkpointer.steps()
         last_good = f"step {steps[-1]} in {checkpointer.directory}" if steps else last_good
-    raise TrainingDivergedError(
-        f"the training loss became {loss} at step {step}; stopped without saving this state. "
-        f"Last good checkpoint: {last_good}. Lower optimizer.learning_rate or set optimizer.max_grad_norm, "
-        "then resume."
+    return TrainingDivergedError(
+        f"{what}; stopped without saving this state. Last good checkpoint: {last_good}. "
+        "Lower optimizer.learning_rate or set optimizer.max_grad_norm, then resume."
     )
+
+
+def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Optional[Checkpointer]) -> None:
+    for key in GUARDED_METRICS:
+        if key in metrics and not math.isfinite(metrics[key]):
+            raise _diverged(f"the training {key} became {metrics[key]} at step {step}", checkpointer)
+
+
+def _check_state_finite(step: int, state: Any, checkpointer: Optional[Checkpointer]) -> None:
+    """The post-update state: a step whose loss (computed before its update) was finite can still leave NaNs."""
+    bad = non_finite_paths(state)
+    if bad:
+        raise _diverged(f"the update of step {step} made the state non-finite (NaN or inf in {', '.join(bad)})",
+                        checkpointer)
+
+
+def _warn_about_changed_config(start: int, spec: "LoopSpec") -> None:
+    """On resume, name the run-config values that differ from those saved with the checkpoint resumed."""
+    if start == 0 or spec.checkpointer is None or not spec.run_config:
+        return
+    saved = spec.checkpointer.saved_config(start)
+    if not saved:
+        return
+    before, now = _flatten(saved), _flatten(json.loads(json.dumps(spec.run_config, default=str)))
+    changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+    rates = [key for key in changed if key.endswith("learning_rate")]
+    for key in rates:
+        log.warning("resuming from step %d with %s=%r, but the checkpoint was trained with %r; the schedule goes "
+                    "on from step %d at the new rate", start, key, now.get(key), before.get(key), start)
+    others = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in changed if key not in rates]
+    if others:
+        log.warning("resuming from step %d with a config that differs from the checkpoint's: %s", start,
+                    "; ".join(others[:10]) + (f"; and {len(others) - 10} more" if len(others) > 10 else ""))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
 
 
 def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpec) -> Any:
@@ -79,10 +124,18 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
     A step's scalars are read after the NEXT step has been dispatched, so the accelerator never idles
     while the host fetches a batch; steps that log, evaluate or save (and the first and last) are read
     at once. A non-finite loss therefore stops the run at most one step later, always before a later
-    state is evaluated or checkpointed, and the error names the step that produced it.
+    state is evaluated or checkpointed, and the error names the step that produced it. Since a step's loss
+    is computed before its update, the state itself is checked for NaN and inf before it is evaluated or
+    saved: no checkpoint holds a diverged state.
+
+    On resume, metrics logged after the restored step (by the interrupted run) are dropped from
+    metrics.jsonl, since those steps are replayed and logged again.
     """
     start = spec.steps_done(state)
     logger = spec.logger
+    if logger.enabled:
+        logger.rewind(start)
+        _warn_about_changed_config(start, spec)
     bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
     record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None
     window_start, window_steps, compile_seconds = None, 0, None
@@ -125,6 +178,8 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
                 logger.log(step, {**spec.summarize(metrics), **_throughput(spec, window_steps, elapsed)},
                            echo=bar is None)
                 window_start, window_steps = time.perf_counter(), 0
+            if evaluates or saves:
+                _check_state_finite(step, state, spec.checkpointer)
             if evaluates:
                 eval_metrics = spec.evaluate(state.params)
                 logger.log(step, {f"eval/{key}": value for key, value in eval_metrics.items()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -38,8 +39,11 @@ class MetricsLogger:
         if not self.enabled:
             return
         output_dir = Path(output_dir)
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ConfigError(f"output_dir {output_dir} is a file, not a directory; choose another output_dir")
         output_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = (output_dir / "metrics.jsonl").open("a")
+        self._path = output_dir / "metrics.jsonl"
+        self._jsonl = self._path.open("a")
         if tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -53,6 +57,34 @@ class MetricsLogger:
                     "`pip install wandb` or leave wandb_project empty"
                 ) from None
             self._wandb = wandb.init(project=wandb_project, config=run_config, dir=str(output_dir))
+
+    def rewind(self, step: int) -> int:
+        """Drop the metrics.jsonl lines of steps after ``step`` (and a torn last line); returns how many.
+
+        A resumed run replays the steps after its checkpoint and logs them again; without this they would
+        appear twice. The file is rewritten beside itself and renamed, so a kill here loses nothing.
+        """
+        if not self.enabled:
+            return 0
+        self._jsonl.flush()
+        kept, dropped = [], 0
+        for line in self._path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
+            except (ValueError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            self._jsonl.close()
+            temporary = self._path.with_name(self._path.name + ".tmp")
+            temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(temporary, self._path)
+            self._jsonl = self._path.open("a")
+        return dropped
 
     def log(self, step: int, metrics: Mapping[str, Any], echo: bool = True) -> None:
         if not self.enabled:
