@@ -1,6 +1,8 @@
 """The ``tulu-jax`` command line: one subcommand per module in ``tulu_jax/commands``.
 
-A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+A command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; one that
+touches JAX devices sets ``USES_DEVICES = True`` and runs after the process has joined its peers
+(``tulu_jax.distributed.start_runtime``: a TPU pod, the ``TULU_*`` settings, or alone).
 Errors a user can cause (``TuluError``) are printed without a traceback; ``--debug`` shows one.
 """
 
@@ -42,7 +44,7 @@ def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
     for name, module in commands.items():
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _uses_devices=getattr(module, "USES_DEVICES", False))
     return parser
 
 
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args._uses_devices:
+            from tulu_jax.distributed import start_runtime
+
+            start_runtime()
         return int(args._run(args) or 0)
     except TuluError as error:
         if args.debug:

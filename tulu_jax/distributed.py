@@ -32,6 +32,7 @@ class DistributedConfig:
     num_processes: Optional[int] = None
     process_id: Optional[int] = None
     initialization_timeout: int = 300  # seconds to wait for every process to join
+    heartbeat_timeout: int = 60  # seconds without news from a process before the others stop with an error
 
     @property
     def explicit(self) -> bool:
@@ -106,14 +107,27 @@ def initialize(config: Optional[DistributedConfig] = None) -> bool:
             num_processes=config.num_processes,
             process_id=config.process_id,
             initialization_timeout=config.initialization_timeout,
+            heartbeat_timeout_seconds=config.heartbeat_timeout,
         )
     elif on_multihost_tpu():
         jax.distributed.initialize()
     else:
         return False
     _initialized = True
-    log.info("process %d of %d, %d local devices", jax.process_index(), jax.process_count(), jax.local_device_count())
     return True
+
+
+def start_runtime() -> None:
+    """What every device-using command does first: join the run, say so once, and quiet the other processes.
+
+    Only the primary process prints progress; the others keep warnings and errors.
+    """
+    initialize()
+    import jax
+
+    if not is_primary():
+        logging.getLogger().setLevel(logging.WARNING)
+    log.info("processes: %d, devices: %d (local %d)", jax.process_count(), jax.device_count(), jax.local_device_count())
 
 
 def _platform_is_cpu() -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from tulu_jax.errors import ConfigError
 
 NAME = "convert"
+USES_DEVICES = True
 HELP = "convert checkpoints: Hugging Face Llama directory or stage checkpoint -> Hugging Face directory"
 
 

@@ -8,6 +8,7 @@ import argparse
 from tulu_jax.commands._stage_arguments import add_stage_arguments, resume_flag
 
 NAME = "dpo"
+USES_DEVICES = True
 HELP = "direct preference optimisation (dpo_norm, dpo, simpo, ipo, wpo) with cached reference log-probs"
 
 

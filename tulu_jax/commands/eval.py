@@ -12,6 +12,7 @@ from pathlib import Path
 from tulu_jax.errors import ConfigError
 
 NAME = "eval"
+USES_DEVICES = True
 HELP = "evaluate a checkpoint on RLVR records with the verifiable-reward functions (pass@1, pass@k)"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from tulu_jax.errors import ConfigError
 
 NAME = "generate"
+USES_DEVICES = True
 HELP = "generate responses with the Tülu chat template from a checkpoint"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "recipe"
+USES_DEVICES = True
 HELP = "run the whole Tülu 3 recipe (SFT, DPO, RLVR) with held-out evaluation after each stage"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "rlvr"
+USES_DEVICES = True
 HELP = "reinforcement learning with verifiable rewards (Tülu 3 PPO, or GRPO) on RLVR prompts"
 
 

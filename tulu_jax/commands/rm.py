@@ -7,6 +7,7 @@ import argparse
 from tulu_jax.commands._stage_arguments import add_stage_arguments, resume_flag
 
 NAME = "rm"
+USES_DEVICES = True
 HELP = "reward model: Bradley–Terry on preference pairs; the export initialises the PPO value model"
 
 

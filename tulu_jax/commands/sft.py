@@ -7,6 +7,7 @@ import argparse
 from tulu_jax.commands._stage_arguments import add_stage_arguments, resume_flag
 
 NAME = "sft"
+USES_DEVICES = True
 HELP = "supervised fine-tuning: train on chat data, checkpoint, export a Hugging Face model"
 
 

@@ -6,6 +6,7 @@ from tulu_jax.hf.convert import (
     params_from_hf_tensors,
     read_hf_config,
     save_hf_checkpoint,
+    write_hf_side_files,
 )
 from tulu_jax.hf.safetensors_io import read_checkpoint_dir, read_safetensors, write_checkpoint_dir, write_safetensors
 
@@ -18,5 +19,6 @@ __all__ = [
     "read_safetensors",
     "save_hf_checkpoint",
     "write_checkpoint_dir",
+    "write_hf_side_files",
     "write_safetensors",
 ]

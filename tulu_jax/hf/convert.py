@@ -8,12 +8,12 @@ directory that ``transformers.LlamaForCausalLM.from_pretrained`` loads: sharded 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import ml_dtypes
 import numpy as np
+from etils import epath
 
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import IGNORED_SUFFIXES, LAYER_RULES, expected_hf_names
@@ -29,9 +29,9 @@ TOKENIZER_FILES = (
 )
 
 
-def read_hf_config(directory: Path) -> LlamaConfig:
-    path = Path(directory) / "config.json"
-    if not path.is_file():
+def read_hf_config(directory) -> LlamaConfig:
+    path = epath.Path(directory) / "config.json"
+    if not path.exists():
         raise CheckpointError(f"{directory} is not a Hugging Face model directory: config.json is missing")
     return from_hf_dict(json.loads(path.read_text()), where=str(path))
 
@@ -44,21 +44,27 @@ def load_hf_checkpoint(directory: Path, **policy: Any) -> tuple[LlamaConfig, dic
     return config, params_from_hf_tensors(tensors, config, where=str(directory))
 
 
-def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: LlamaConfig, where: str = "checkpoint") -> dict:
+def check_tensor_names(tensors: Mapping[str, Any], config: LlamaConfig, where: str = "checkpoint") -> None:
+    """Raise CheckpointError unless ``tensors`` (name -> anything with ``.shape``) is this config's Llama."""
     expected = expected_hf_names(config)
     missing = [name for name in expected if name not in tensors]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CheckpointError(f"{where}: missing tensors {shown} for a {config.num_layers}-layer Llama")
     # A tied checkpoint may still carry a copy of the head; it is ignored.
+    expected_set = set(expected)
     unknown = [
         name
         for name in tensors
-        if name not in expected and name != "lm_head.weight" and not name.endswith(IGNORED_SUFFIXES)
+        if name not in expected_set and name != "lm_head.weight" and not name.endswith(IGNORED_SUFFIXES)
     ]
     if unknown:
         raise CheckpointError(f"{where}: unexpected tensors {', '.join(sorted(unknown)[:5])}: is this a Llama checkpoint?")
     _check_shape(tensors, "model.embed_tokens.weight", (config.vocab_size, config.hidden_size), where)
+
+
+def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: LlamaConfig, where: str = "checkpoint") -> dict:
+    check_tensor_names(tensors, config, where)
 
     target_dtype = ml_dtypes.bfloat16 if config.param_dtype == "bfloat16" else np.float32
 
@@ -121,25 +127,33 @@ def save_hf_checkpoint(
     tokenizer_dir: Optional[Path] = None,
     max_shard_bytes: int = 5 * 2**30,
 ) -> Path:
-    """Write a directory ``transformers`` loads with ``from_pretrained``; returns it."""
+    """Write host (numpy) params as a directory ``transformers`` loads with ``from_pretrained``; returns it.
+
+    For sharded or multi-host params use ``tulu_jax.hf.streamed_export``, which never gathers the model."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = hf_tensors_from_params(params, config, dtype)
     written_dtype = dtype or str(next(iter(tensors.values())).dtype)
     write_checkpoint_dir(directory, tensors, max_shard_bytes=max_shard_bytes)
-    (directory / "config.json").write_text(json.dumps(to_hf_dict(config, torch_dtype=written_dtype), indent=2) + "\n")
+    write_hf_side_files(epath.Path(directory), config, written_dtype, tokenizer_dir)
+    return directory
+
+
+def write_hf_side_files(directory: epath.Path, config: LlamaConfig, dtype: str, tokenizer_dir=None) -> None:
+    """``config.json``, ``generation_config.json`` and the tokenizer files beside the weights."""
+    directory = epath.Path(directory)
+    (directory / "config.json").write_text(json.dumps(to_hf_dict(config, torch_dtype=dtype), indent=2) + "\n")
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     if tokenizer_dir is not None:
         copied = 0
         for name in TOKENIZER_FILES:
-            source = Path(tokenizer_dir) / name
-            if source.is_file():
-                shutil.copy2(source, directory / name)
+            source = epath.Path(tokenizer_dir) / name
+            if source.exists():
+                source.copy(directory / name, overwrite=True)
                 copied += 1
         if not copied:
             raise CheckpointError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) to copy")
-    return directory
 
 
 def _check_shape(tensors: dict, name: str, shape: tuple[int, ...], where: str) -> None:

@@ -6,7 +6,8 @@ so every conversion is a transpose and a reshape: exact in both directions.
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -55,6 +56,29 @@ LAYER_RULES: list[LayerRule] = [
     ("input_layernorm.weight", ("input_layernorm", "scale"), _same, _same),
     ("post_attention_layernorm.weight", ("post_attention_layernorm", "scale"), _same, _same),
 ]
+
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How our array is made from a HF tensor: the HF matrix, transposed or not, then one axis of it split
+    into ``[outer, inner]`` (heads and head_dim). Lets a loader read only the HF bytes behind a slice of ours."""
+
+    transposed: bool = False
+    split_axis: Optional[int] = None  # axis of the (transposed) matrix that our array splits in two
+
+
+LAYER_LAYOUTS: dict[str, Layout] = {
+    "self_attn.q_proj.weight": Layout(transposed=True, split_axis=1),
+    "self_attn.k_proj.weight": Layout(transposed=True, split_axis=1),
+    "self_attn.v_proj.weight": Layout(transposed=True, split_axis=1),
+    "self_attn.o_proj.weight": Layout(transposed=True, split_axis=0),
+    "mlp.gate_proj.weight": Layout(transposed=True),
+    "mlp.up_proj.weight": Layout(transposed=True),
+    "mlp.down_proj.weight": Layout(transposed=True),
+    "input_layernorm.weight": Layout(),
+    "post_attention_layernorm.weight": Layout(),
+}
 
 # Tensors some checkpoints carry that are derived, not learned.
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)

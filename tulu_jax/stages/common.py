@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import jax
 import numpy as np
+from etils import epath
 
 from tulu_jax.config import from_dict, to_dict
 from tulu_jax.errors import CheckpointError, ConfigError
-from tulu_jax.hf import load_hf_checkpoint, read_hf_config, save_hf_checkpoint
+from tulu_jax.hf import read_hf_config, write_hf_side_files
+from tulu_jax.hf.sharded_load import load_hf_params_sharded
+from tulu_jax.hf.streamed_export import export_params_streamed
 from tulu_jax.models import PRESETS, LlamaConfig, init_params, preset
+from tulu_jax.training.state import init_params_sharded
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +36,15 @@ class ModelConfig:
     overrides: dict = field(default_factory=dict)
 
 
-def model_directory(source: str) -> Optional[Path]:
-    """The HF directory behind ``source``, or None when it names a preset."""
-    path = Path(source)
-    if (path / "config.json").is_file():
-        return path
-    if (path / EXPORT_DIR / "config.json").is_file():
-        return path / EXPORT_DIR
-    if source in PRESETS:
+def model_directory(source: str) -> Optional[epath.Path]:
+    """The HF directory behind ``source`` (a local path or a URL such as ``gs://``), or None for a preset."""
+    if source in PRESETS and not epath.Path(source).exists():
         return None
+    path = epath.Path(source)
+    if (path / "config.json").exists():
+        return path
+    if (path / EXPORT_DIR / "config.json").exists():
+        return path / EXPORT_DIR
     raise ConfigError(
         f"model.source {source!r} is neither a preset ({', '.join(PRESETS)}), nor a Hugging Face directory "
         f"(with config.json), nor an earlier stage's output_dir (with {EXPORT_DIR}/config.json)"
@@ -65,59 +68,52 @@ def resolve_model_config(model: ModelConfig) -> LlamaConfig:
     return read_hf_config(directory).replace(**model.overrides)
 
 
-def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int) -> Any:
-    """Host (numpy) params from the checkpoint, or a random init (seeded) for a preset."""
+def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int, shardings: Any) -> Any:
+    """Params laid out by ``shardings``: read slice by slice from the checkpoint, or initialised (seeded)
+    already sharded for a preset. No process ever holds the whole model."""
     directory = model_directory(model.source)
     if directory is None:
-        return jax.device_get(init_params(config, jax.random.PRNGKey(seed)))
-    policy = {name: getattr(config, name) for name in POLICY_FIELDS}
-    _, params = load_hf_checkpoint(directory, **policy)
-    return params
-
-
-def host_params(params: Any) -> Any:
-    """Full numpy copies of (possibly sharded, possibly multi-host) params."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return multihost_utils.process_allgather(params, tiled=True)
-    return jax.device_get(params)
+        return init_params_sharded(lambda key: init_params(config, key), seed, shardings)
+    return load_hf_params_sharded(directory, config, shardings)
 
 
 def export_hf(
-    directory: Path,
+    directory: str | epath.Path,
     params: Any,
     config: LlamaConfig,
     tokenizer_dir: Optional[str],
     chat_template: Optional[str],
     special_ids: dict[str, Optional[int]],
     run_config: Optional[dict] = None,
-) -> Path:
+    dtype: Optional[str] = None,
+) -> epath.Path:
     """Write a directory that ``transformers`` loads and chats with: weights, config, tokenizer, chat template.
 
-    ``special_ids`` (bos/eos/pad token ids of the tokenizer) go into config.json and generation_config.json
-    so that generation stops where training taught the model to stop.
+    Every process calls it; tensors stream out one at a time (``hf.streamed_export``) and the directory
+    appears whole. ``special_ids`` (bos/eos/pad token ids of the tokenizer) go into config.json and
+    generation_config.json so that generation stops where training taught the model to stop.
     """
-    params = host_params(params)
-    if jax.process_index() != 0:
-        return Path(directory)
     config = config.replace(**{f"{name}_token_id": value for name, value in special_ids.items()})
-    tokenizer_path = Path(tokenizer_dir) if tokenizer_dir and Path(tokenizer_dir).is_dir() else None
-    save_hf_checkpoint(Path(directory), params, config, tokenizer_dir=tokenizer_path)
-    if chat_template is not None:
-        _write_chat_template(Path(directory), chat_template)
-    if run_config is not None:
-        (Path(directory) / "tulu_jax_config.json").write_text(json.dumps(run_config, indent=2) + "\n")
-    return Path(directory)
+    tokenizer_path = epath.Path(tokenizer_dir) if tokenizer_dir and epath.Path(tokenizer_dir).is_dir() else None
+
+    def write_files(folder: epath.Path) -> None:
+        written_dtype = dtype or str(jax.tree.leaves(params)[0].dtype)
+        write_hf_side_files(folder, config, written_dtype, tokenizer_path)
+        if chat_template is not None:
+            _write_chat_template(folder, chat_template)
+        if run_config is not None:
+            (folder / "tulu_jax_config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+
+    return export_params_streamed(str(directory), params, config, dtype=dtype, write_files=write_files)
 
 
-def _write_chat_template(directory: Path, chat_template: str) -> None:
+def _write_chat_template(directory: epath.Path, chat_template: str) -> None:
     """Put the template in tokenizer_config.json (and chat_template.jinja, which transformers 5 prefers)."""
     config_path = directory / "tokenizer_config.json"
-    tokenizer_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    tokenizer_config = json.loads(config_path.read_text()) if config_path.exists() else {}
     tokenizer_config["chat_template"] = chat_template
     config_path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
-    if (directory / "chat_template.jinja").is_file():
+    if (directory / "chat_template.jinja").exists():
         (directory / "chat_template.jinja").write_text(chat_template)
 
 

@@ -133,7 +133,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
         (output_dir / "config.yaml").write_text(to_yaml(config))
 
     # The initial policy; it is also the reference unless dpo.reference_model names another model.
-    state = create_train_state(load_model_params(config.model, model_config, config.seed), optimizer,
+    state = create_train_state(load_model_params(config.model, model_config, config.seed, shardings.params), optimizer,
                                config.seed, shardings)
     reference_model = ModelConfig(objective.reference_model, config.model.overrides) if objective.reference_model else config.model
     reference_config = resolve_model_config(reference_model) if objective.reference_model else model_config
@@ -146,7 +146,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
             return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings.params)(state.params)
         if reference_config != model_config:
             raise ConfigError(f"dpo.reference_model {objective.reference_model!r} has another shape than the policy")
-        return jax.device_put(load_model_params(reference_model, reference_config, config.seed), shardings.params)
+        return load_model_params(reference_model, reference_config, config.seed, shardings.params)
 
     to_device = pt.to_device_fn(mesh, tuple(BATCH_RANKS))
     cache_hit, computed = None, [0]

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
+
 from data_pipeline.config import SourceConfig
 from data_pipeline.demo import DemoFiles, build_demo_data
 from tulu_jax.config import to_dict
 from tulu_jax.errors import ConfigError
+from tulu_jax.models.params import param_shapes
 from tulu_jax.stages.common import EXPORT_DIR, ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.dpo import DPOConfig, run_dpo
 from tulu_jax.stages.recipe_report import accuracy_table, plot_curves, read_metrics
@@ -164,7 +167,9 @@ def run_recipe(config: RecipeConfig, echo: Callable[[str], None] = print) -> dic
     tokenizer = load_tokenizer(files.tokenizer)
 
     base_config = resolve_model_config(config.model)
-    base_params = load_model_params(config.model, base_config, config.sft.seed)
+    one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # the demo evaluates on one device
+    base_params = load_model_params(config.model, base_config, config.sft.seed,
+                                    jax.tree.map(lambda _: one_device, param_shapes(base_config)))
     run.evaluate("base", base_params, base_config, tokenizer, records)
 
     run.stage("sft", lambda: run_sft(stages["sft"]))

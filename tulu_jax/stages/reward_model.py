@@ -23,15 +23,16 @@ from data_pipeline.config import DataConfig
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import from_dict, to_dict, to_yaml
 from tulu_jax.errors import CheckpointError
-from tulu_jax.models import LlamaConfig
+from tulu_jax.models import LlamaConfig, param_logical_axes
+from tulu_jax.models.params import param_shapes
 from tulu_jax.models.value_head import (
     LlamaScalarHead, init_scalar_head_params, scalar_head_logical_axes, scalar_head_params_from_lm,
 )
 from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
-from tulu_jax.sharding import MeshConfig
+from tulu_jax.sharding import MeshConfig, tree_shardings
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
-    ModelConfig, host_params, load_model_params, resume_state, run_config_dict,
+    ModelConfig, load_model_params, resume_state, run_config_dict,
 )
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs
 from tulu_jax.training.config import TrainingConfig
@@ -87,10 +88,10 @@ def make_reward_model_loss(model_config: LlamaConfig) -> Callable:
     return loss_fn
 
 
-def initial_scalar_head_params(model: ModelConfig, model_config: LlamaConfig, seed: int) -> Any:
-    """Trunk from the language model at ``model.source`` (lm_head dropped); a zero score head."""
-    params = scalar_head_params_from_lm(load_model_params(model, model_config, seed))
-    return jax.device_get(params)
+def initial_scalar_head_params(model: ModelConfig, model_config: LlamaConfig, seed: int, mesh) -> Any:
+    """Trunk from the language model at ``model.source`` (lm_head dropped, read sharded); a zero score head."""
+    lm_shardings = tree_shardings(mesh, param_logical_axes(model_config), param_shapes(model_config))
+    return scalar_head_params_from_lm(load_model_params(model, model_config, seed, lm_shardings))
 
 
 def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
@@ -119,7 +120,7 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
     state = resume_state(checkpointer, config.checkpoint.resume, resume,
                             abstract_state(optimizer, shapes, shardings), batches)
     if state is None:
-        state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed), optimizer,
+        state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed, mesh), optimizer,
                                    config.seed, shardings)
 
     loss_fn = make_reward_model_loss(model_config)
@@ -146,8 +147,7 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
 def save_reward_model(directory: Path, params: Any, model_config: LlamaConfig) -> Path:
     """Write the scalar-head params (Orbax) and ``model_config.json`` into ``directory``."""
     directory = Path(directory).absolute()
-    params = host_params(params)
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = ocp.StandardCheckpointer()  # every process writes the shards it holds
     checkpointer.save(directory / "params", params, force=True)
     checkpointer.wait_until_finished()
     if jax.process_index() == 0:

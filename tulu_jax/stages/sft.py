@@ -142,7 +142,7 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
     state = resume_state(checkpointer, config.checkpoint.resume, resume, abstract_state(optimizer, shapes, shardings), loader)
     if state is None:
-        params = load_model_params(config.model, model_config, config.seed)
+        params = load_model_params(config.model, model_config, config.seed, shardings.params)
         state = create_train_state(params, optimizer, config.seed, shardings)
 
     # The step and the evaluation, jitted once.

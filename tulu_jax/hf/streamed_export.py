@@ -1,0 +1,253 @@
+"""Write sharded params as a Hugging Face directory one tensor at a time, on any number of processes.
+
+Nothing is ever replicated: each process copies to host only the pieces of each tensor its devices own
+(``replica_id == 0``), one layer at a time. With several processes, the others write their pieces into a
+staging directory beside the output (which, like checkpoints, must be shared by all hosts); process 0
+assembles each HF tensor from its own and the staged pieces, casts it and appends it to a size-capped
+safetensors shard. Host memory is bounded by the largest tensor, not the model.
+
+The directory appears whole or not at all: it is written under a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+import ml_dtypes
+import numpy as np
+from etils import epath
+
+from tulu_jax.errors import CheckpointError
+from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
+from tulu_jax.hf.safetensors_io import _NAMES
+from tulu_jax.models.config import LlamaConfig
+
+DEFAULT_SHARD_BYTES = 5 * 2**30
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One HF tensor: where it comes from in our params and how it is laid out on the way."""
+
+    name: str
+    leaf: Any  # the jax.Array holding it (all layers when stacked)
+    layer: Optional[int]  # index on the leading layers axis of a stacked leaf
+    to_hf: Callable[[np.ndarray, LlamaConfig], np.ndarray]
+    hf_shape: tuple[int, ...]
+
+    @property
+    def our_shape(self) -> tuple[int, ...]:
+        return tuple(self.leaf.shape[1:] if self.layer is not None else self.leaf.shape)
+
+
+def plan_tensors(params: Any, config: LlamaConfig) -> list[PlannedTensor]:
+    """Every HF tensor of ``params``, in name order."""
+    planned = [
+        PlannedTensor("model.embed_tokens.weight", params["embed_tokens"]["embedding"], None, _same, ()),
+        PlannedTensor("model.norm.weight", params["norm"]["scale"], None, _same, ()),
+    ]
+    if not config.tie_word_embeddings:
+        planned.append(PlannedTensor("lm_head.weight", params["lm_head"]["kernel"], None, _transpose, ()))
+    for i in range(config.num_layers):
+        for hf_name, path, _, to_hf in LAYER_RULES:
+            leaf = _get(params["layers"], path) if config.scan_layers else _get(params[f"layers_{i}"], path)
+            planned.append(PlannedTensor(f"model.layers.{i}.{hf_name}", leaf, i if config.scan_layers else None, to_hf, ()))
+    layouts = {"model.embed_tokens.weight": Layout(), "model.norm.weight": Layout(), "lm_head.weight": Layout(transposed=True)}
+    result = []
+    for tensor in planned:
+        layout = layouts.get(tensor.name) or LAYER_LAYOUTS[tensor.name.split(".", 3)[3]]
+        result.append(PlannedTensor(tensor.name, tensor.leaf, tensor.layer, tensor.to_hf, hf_shape(tensor.our_shape, layout)))
+    return sorted(result, key=lambda tensor: tensor.name)
+
+
+def hf_shape(our_shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
+    """The HF tensor shape behind an array of ours (the inverse of ``Layout``)."""
+    shape = list(our_shape)
+    if layout.split_axis is not None:
+        axis = layout.split_axis
+        shape[axis : axis + 2] = [shape[axis] * shape[axis + 1]]
+    return tuple(shape[::-1] if layout.transposed else shape)
+
+
+def export_params_streamed(
+    directory: str,
+    params: Any,
+    config: LlamaConfig,
+    *,
+    dtype: Optional[str] = None,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    write_files: Optional[Callable[[epath.Path], None]] = None,
+    overwrite: bool = True,
+) -> epath.Path:
+    """Write ``params`` (sharded ``jax.Array``s) as HF safetensors under ``directory``; every process calls it.
+
+    ``dtype`` ("float32" or "bfloat16") defaults to the params' own dtype. ``write_files(tmp_dir)`` adds the
+    other files (config.json, tokenizer) on process 0 before the directory is renamed into place.
+    """
+    from jax.experimental import multihost_utils
+
+    directory = epath.Path(directory)
+    tensors = plan_tensors(params, config)
+    export_dtype = _numpy_dtype(dtype, tensors[0].leaf.dtype)
+    primary = jax.process_index() == 0
+    token = _agreed_token()
+    staging = directory.parent / f".{directory.name}.pieces-{token}"
+    if primary and directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise CheckpointError(f"{directory} exists and is not empty; pass --overwrite to replace it whole")
+    if jax.process_count() > 1:
+        if not primary:
+            _stage_pieces(tensors, staging / f"process-{jax.process_index()}", export_dtype)
+        multihost_utils.sync_global_devices(f"export pieces staged {token}")
+    if primary:
+        temporary = directory.parent / f".{directory.name}.tmp-{token}"
+        temporary.mkdir(parents=True, exist_ok=True)
+        remote = _read_manifests(staging) if jax.process_count() > 1 else {}
+        _write_shards(temporary, tensors, config, export_dtype, max_shard_bytes, remote)
+        if write_files is not None:
+            write_files(temporary)
+        _swap_into_place(temporary, directory)
+        if staging.exists():
+            staging.rmtree()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"export written {token}")
+    return directory
+
+
+def _numpy_dtype(dtype: Optional[str], default) -> np.dtype:
+    if dtype is None:
+        return np.dtype(default)
+    return np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+
+
+def _agreed_token() -> str:
+    """A name every process agrees on (process 0's choice, broadcast as integers)."""
+    value = np.array([uuid.uuid4().int % 2**31], np.int32)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        value = multihost_utils.broadcast_one_to_all(value)
+    return f"{int(np.asarray(value)[0]):08x}"
+
+
+def _owned_pieces(tensor: PlannedTensor):
+    """``(index in our layer shape, host array)`` of each piece of ``tensor`` this process owns."""
+    if not isinstance(tensor.leaf, jax.Array):  # host params (one process): one piece, the whole tensor
+        data = np.asarray(tensor.leaf)
+        data = data[tensor.layer] if tensor.layer is not None else data
+        yield [[0, dim] for dim in tensor.our_shape], data
+        return
+    for shard in tensor.leaf.addressable_shards:
+        if shard.replica_id != 0:
+            continue
+        index = shard.index
+        if tensor.layer is not None:
+            start, stop, _ = index[0].indices(tensor.leaf.shape[0])
+            if not start <= tensor.layer < stop:
+                continue
+            data, index = np.asarray(shard.data[tensor.layer - start]), index[1:]
+        else:
+            data = np.asarray(shard.data)
+        yield [list(s.indices(dim)[:2]) for s, dim in zip(index, tensor.our_shape)], data
+
+
+def _stage_pieces(tensors: list[PlannedTensor], folder: epath.Path, dtype: np.dtype) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for tensor in tensors:
+        for bounds, data in _owned_pieces(tensor):
+            file = f"{len(manifest)}.bin"
+            with (folder / file).open("wb") as sink:
+                sink.write(memoryview(np.ascontiguousarray(data, dtype=dtype).reshape(-1).view(np.uint8)))
+            manifest.append({"name": tensor.name, "bounds": bounds, "file": file})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _read_manifests(staging: epath.Path) -> dict[str, list[tuple[list, epath.Path]]]:
+    pieces: dict[str, list[tuple[list, epath.Path]]] = {}
+    for folder in sorted(staging.glob("process-*")):
+        for entry in json.loads((folder / "manifest.json").read_text()):
+            pieces.setdefault(entry["name"], []).append((entry["bounds"], folder / entry["file"]))
+    return pieces
+
+
+def _assemble(tensor: PlannedTensor, dtype: np.dtype, remote: dict) -> np.ndarray:
+    """The whole tensor in our layout (one layer), from owned and staged pieces."""
+    out = np.empty(tensor.our_shape, dtype)
+    filled = 0
+    for bounds, data in _owned_pieces(tensor):
+        out[tuple(slice(a, b) for a, b in bounds)] = data
+        filled += data.size
+    for bounds, file in remote.get(tensor.name, []):
+        region = tuple(slice(a, b) for a, b in bounds)
+        shape = tuple(b - a for a, b in bounds)
+        out[region] = np.frombuffer(file.read_bytes(), dtype).reshape(shape)
+        filled += math.prod(shape)
+    if filled != out.size:
+        raise CheckpointError(f"export of {tensor.name}: {filled} of {out.size} values were found; a process is missing")
+    return out
+
+
+def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], config: LlamaConfig, dtype: np.dtype,
+                  max_shard_bytes: int, remote: dict) -> None:
+    nbytes = {tensor.name: math.prod(tensor.hf_shape) * dtype.itemsize for tensor in tensors}
+    shards: list[list[PlannedTensor]] = [[]]
+    size = 0
+    for tensor in tensors:
+        if shards[-1] and size + nbytes[tensor.name] > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(tensor)
+        size += nbytes[tensor.name]
+    names = ["model.safetensors"] if len(shards) == 1 else [
+        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
+    ]
+    for file, shard in zip(names, shards):
+        header: dict = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        for tensor in shard:
+            header[tensor.name] = {"dtype": _NAMES[dtype], "shape": list(tensor.hf_shape),
+                                   "data_offsets": [offset, offset + nbytes[tensor.name]]}
+            offset += nbytes[tensor.name]
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        with (folder / file).open("wb") as sink:
+            sink.write(struct.pack("<Q", len(encoded)))
+            sink.write(encoded)
+            for tensor in shard:
+                hf = np.ascontiguousarray(tensor.to_hf(_assemble(tensor, dtype, remote), config))
+                sink.write(memoryview(hf.reshape(-1).view(np.uint8)))
+    if len(shards) > 1:
+        weight_map = {tensor.name: file for file, shard in zip(names, shards) for tensor in shard}
+        index = {"metadata": {"total_size": int(sum(nbytes.values()))}, "weight_map": dict(sorted(weight_map.items()))}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _swap_into_place(temporary: epath.Path, directory: epath.Path) -> None:
+    """Replace ``directory`` whole by ``temporary`` (the old contents are removed only after the rename)."""
+    old = None
+    if directory.exists():
+        old = directory.parent / f".{directory.name}.old-{temporary.name.rsplit('-', 1)[-1]}"
+        directory.rename(old)
+    temporary.rename(directory)
+    if old is not None:
+        old.rmtree()
+
+
+def _same(array: np.ndarray, config: LlamaConfig) -> np.ndarray:
+    return array
+
+
+def _transpose(array: np.ndarray, config: LlamaConfig) -> np.ndarray:
+    return array.T
+
+
+def _get(tree: dict, path: tuple[str, ...]):
+    for key in path:
+        tree = tree[key]
+    return tree
