@@ -42,6 +42,10 @@ class LlamaConfig:
     compute_dtype: Literal["float32", "bfloat16"] = "float32"
     remat: Literal["none", "full", "dots"] = "none"
     scan_layers: bool = True
+    # Hugging Face config.json entries we do not model (initializer_range, use_cache ..., and a list
+    # eos_token_id), kept verbatim so that export writes them back. Neither hashed nor compared: two configs
+    # that differ only here build the same program.
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # Attention kernels: "auto" = splash on TPU, xla elsewhere (see tulu_jax.models.layers.attention_implementation).
     # "splash" also makes decoding read only the filled part of the KV cache (models/decode_attention.py).
     attention: Literal["auto", "xla", "splash"] = "auto"
@@ -77,6 +81,16 @@ class LlamaConfig:
     @property
     def resolved_head_dim(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every token that ends a reply: ``eos_token_id`` plus the others of an HF list (Llama 3.1 Instruct
+        stops on ``<|eot_id|>`` and ``<|eom_id|>`` too)."""
+        listed = self.extra.get("eos_token_id")
+        ids = [self.eos_token_id] if self.eos_token_id is not None else []
+        if isinstance(listed, list):
+            ids += [token for token in listed if isinstance(token, int) and token not in ids]
+        return tuple(ids)
 
     def replace(self, **changes: Any) -> "LlamaConfig":
         return dataclasses.replace(self, **changes)
@@ -141,6 +155,16 @@ def preset(name: str, **overrides: Any) -> LlamaConfig:
 # ---- Hugging Face LlamaConfig <-> ours -------------------------------------------------------------
 
 
+# config.json keys read into (or written from) LlamaConfig's own fields; every other key is kept in ``extra``.
+MODELLED_HF_KEYS = frozenset({
+    "architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta",
+    "rope_scaling", "rope_parameters", "max_position_embeddings", "tie_word_embeddings", "attention_bias",
+    "mlp_bias", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype", "dtype",
+})
+SUPPORTED_HIDDEN_ACTS = ("silu", "swish")  # transformers maps both to SiLU
+
+
 def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
     """Read a Hugging Face ``config.json`` mapping (transformers 4.x ``rope_scaling`` or 5.x ``rope_parameters``)."""
     architectures = hf.get("architectures") or []
@@ -165,9 +189,20 @@ def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
             original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
         )
     if hf.get("attention_bias") or hf.get("mlp_bias"):
-        raise ConfigError(f"{where}: attention_bias/mlp_bias are not supported (Llama 3.1 has no biases)")
+        raise ConfigError(
+            f"{where}: attention_bias={hf.get('attention_bias')!r}, mlp_bias={hf.get('mlp_bias')!r}: biases are "
+            "not supported (Llama 3.1 has none); converting would drop them and change the model's outputs"
+        )
+    hidden_act = hf.get("hidden_act", "silu")
+    if hidden_act not in SUPPORTED_HIDDEN_ACTS:
+        raise ConfigError(
+            f"{where}: hidden_act={hidden_act!r} is not supported (the MLP computes silu); converting would "
+            "change the model's outputs"
+        )
+    extra = {key: value for key, value in hf.items() if key not in MODELLED_HF_KEYS}
     eos = hf.get("eos_token_id")
     if isinstance(eos, list):
+        extra["eos_token_id"] = list(eos)  # written back as it was; the first id is the primary one
         eos = eos[0] if eos else None
     return LlamaConfig(
         vocab_size=hf["vocab_size"],
@@ -185,6 +220,7 @@ def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
         bos_token_id=hf.get("bos_token_id"),
         eos_token_id=eos,
         pad_token_id=hf.get("pad_token_id"),
+        extra=extra,
     )
 
 
@@ -227,4 +263,8 @@ def to_hf_dict(config: LlamaConfig, torch_dtype: str = "float32") -> dict[str, A
         "rope_theta": config.rope_theta,
         "rope_scaling": None if rope["rope_type"] == "default" else dict(rope),
     }
+    listed_eos = config.extra.get("eos_token_id")
+    if isinstance(listed_eos, list) and config.eos_token_id in listed_eos:
+        hf["eos_token_id"] = list(listed_eos)
+    hf.update({key: value for key, value in config.extra.items() if key not in hf})
     return hf
