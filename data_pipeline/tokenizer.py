@@ -7,15 +7,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from data_pipeline.errors import DataError
 
+log = logging.getLogger(__name__)
+
 
 class Tokenizer(Protocol):
     eos_id: int
     pad_id: int
+    pad_token: str
     bos_id: Optional[int]
     eos_token: str
     bos_token: Optional[str]
@@ -52,6 +56,15 @@ def _token_text(value: Any) -> Optional[str]:
     return value
 
 
+def _pad_with_eos(where: str, eos_token: str, eos_id: int) -> tuple[str, int]:
+    """Pad positions are always masked, so a tokenizer without a pad token pads with EOS; the log says which id."""
+    log.warning(
+        "tokenizer %s has no pad token: padding with the EOS token %r (id %d); pad positions are masked. "
+        "Add a pad token (Tülu 3 adds '<pad>') to keep padding apart from EOS.", where, eos_token, eos_id,
+    )
+    return eos_token, eos_id
+
+
 class HFTokenizer:
     """A ``tokenizers.Tokenizer`` plus the special tokens and chat template of ``tokenizer_config.json``."""
 
@@ -71,8 +84,10 @@ class HFTokenizer:
         self.bos_token = _token_text(config.get("bos_token"))
         self.bos_id = self._require_id(self.bos_token, "bos_token") if self.bos_token else None
         pad_token = _token_text(config.get("pad_token"))
-        # Pad positions are always masked, so a tokenizer without a pad token can pad with EOS.
-        self.pad_id = self._require_id(pad_token, "pad_token") if pad_token else self.eos_id
+        if pad_token:
+            self.pad_token, self.pad_id = pad_token, self._require_id(pad_token, "pad_token")
+        else:
+            self.pad_token, self.pad_id = _pad_with_eos(str(directory), self.eos_token, self.eos_id)
         template = config.get("chat_template")
         if template is None and (directory / "chat_template.jinja").is_file():
             template = (directory / "chat_template.jinja").read_text()  # transformers 5 keeps it apart
@@ -122,7 +137,10 @@ class SentencePieceTokenizer:
         self.bos_id = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
         self.bos_token = self._sp.id_to_piece(self.bos_id) if self.bos_id is not None else None
         pad = self._sp.pad_id() if self._sp.pad_id() >= 0 else self.token_to_id("<pad>")
-        self.pad_id = pad if pad is not None else self.eos_id
+        if pad is not None:
+            self.pad_token, self.pad_id = self._sp.id_to_piece(pad), pad
+        else:
+            self.pad_token, self.pad_id = _pad_with_eos(str(model_file), self.eos_token, self.eos_id)
         self.chat_template = None
 
     def encode(self, text: str) -> list[int]:
