@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from etils import epath
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -29,12 +29,6 @@ FIELDS = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths"
 FINGERPRINTED_KEYS = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
 
 
-def default_cache_dir() -> Path:
-    """``$TULU_JAX_CACHE/reference_logps``, else ``~/.cache/tulu-jax/reference_logps``."""
-    root = os.environ.get("TULU_JAX_CACHE") or Path.home() / ".cache" / "tulu-jax"
-    return Path(root) / "reference_logps"
-
-
 def rows_fingerprint(rows: Mapping[str, np.ndarray]) -> str:
     """A hash of the token rows (shapes and contents): ties the cache to this exact row order."""
     digest = hashlib.blake2b(digest_size=16)
@@ -45,32 +39,39 @@ def rows_fingerprint(rows: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def files_fingerprint(path: str | Path) -> str:
+def files_fingerprint(path: str | os.PathLike) -> str:
     """A hash of a file's contents, or of every file under a directory (names and contents)."""
-    path = Path(path)
+    path = epath.Path(path)
     digest = hashlib.blake2b(digest_size=16)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = _files_under(path) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
 
-def weights_identity(path: str | Path) -> dict[str, Any]:
+def weights_identity(path: str | os.PathLike) -> dict[str, Any]:
     """Identity of a checkpoint directory without reading its weights: each file's name, size and mtime.
 
     Hashing hundreds of gigabytes of weights would take longer than the reference pass it saves; a
     rewritten checkpoint changes its files' sizes or modification times, so it gets a new key.
     """
-    path = Path(path).absolute()
+    path = epath.Path(path)
+    path = path if "://" in str(path) else path.absolute()
     if not path.exists():
         raise CheckpointError(f"reference model {path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {
-        "path": str(path),
-        "files": [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-                  for f in files],
-    }
+    files = _files_under(path) if path.is_dir() else [path]
+
+    def identity(file: epath.Path) -> list:
+        stat = file.stat()
+        return [str(file.relative_to(path) if path.is_dir() else file.name), stat.length, stat.mtime]
+
+    return {"path": str(path), "files": [identity(file) for file in files]}
+
+
+def _files_under(directory: epath.Path) -> list[epath.Path]:
+    """Every file below ``directory``, sorted (epath has no recursive glob on remote storage)."""
+    return sorted(epath.Path(root) / name for root, _, names in directory.walk() for name in names)
 
 
 def cache_key(
@@ -126,10 +127,10 @@ class ReferenceLogps:
 class ReferenceCache:
     """A directory of ``<key>.npz`` files of reference log-probs."""
 
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = epath.Path(directory)
 
-    def path(self, key: str) -> Path:
+    def path(self, key: str) -> epath.Path:
         return self.directory / f"{key}.npz"
 
     def load(self, key: str, expected_examples: int) -> Optional[ReferenceLogps]:
@@ -138,21 +139,22 @@ class ReferenceCache:
         if not path.is_file():
             return None
         try:
-            with np.load(path) as stored:
+            with path.open("rb") as handle, np.load(handle) as stored:
                 values = ReferenceLogps(*(np.asarray(stored[field], np.float32) for field in FIELDS))
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError):
             return None
         if len(values) != expected_examples:
             return None
         return values
 
-    def save(self, key: str, values: ReferenceLogps) -> Path:
+    def save(self, key: str, values: ReferenceLogps) -> epath.Path:
         """Write atomically (temporary file, then rename), so a killed run never leaves a torn cache file."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        temporary = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(temporary, **{field: getattr(values, field) for field in FIELDS})
-        os.replace(temporary, path)
+        temporary = self.directory / f"{key}.tmp{os.getpid()}.npz"
+        with temporary.open("wb") as sink:
+            np.savez(sink, **{field: getattr(values, field) for field in FIELDS})
+        temporary.replace(path)
         return path
 
 
@@ -182,11 +184,21 @@ def compute_reference_logps(
 
 
 def load_or_compute(
-    cache: ReferenceCache, key: str, expected_examples: int, compute: Callable[[], ReferenceLogps], write: bool = True
+    cache: ReferenceCache, key: str, expected_examples: int, compute: Callable[[], ReferenceLogps], write: bool = True,
+    agree: Callable[[bool], bool] = lambda hit: hit,
 ) -> tuple[ReferenceLogps, bool]:
-    """``(values, hit)``: the cached values for ``key``, or ``compute()`` saved under it (when ``write``)."""
+    """``(values, hit)``: the cached values for ``key``, or ``compute()`` saved under it (when ``write``).
+
+    ``agree(found)`` turns this process's finding into the run's one decision (process 0's, on every
+    process): a reference pass runs collectives, so every process must take the same branch.
+    """
     cached = cache.load(key, expected_examples)
-    if cached is not None:
+    if agree(cached is not None):
+        if cached is None:
+            raise CheckpointError(
+                f"process 0 found the reference cache {cache.path(key)} but this process cannot read it; "
+                "put dpo.reference_cache_dir (default: under output_dir) on storage every host shares"
+            )
         return cached, True
     values = compute()
     if write:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Optional
 
 import jax
 import jax.numpy as jnp
+from etils import epath
 
 from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
@@ -23,7 +24,7 @@ from tulu_jax.errors import ConfigError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives import PREFERENCE_LOSS_TYPES, preference_loss
-from tulu_jax.reference_cache import ReferenceLogps, default_cache_dir
+from tulu_jax.reference_cache import ReferenceLogps
 from tulu_jax.sharding import MeshConfig, check_batch_divisible
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
@@ -53,7 +54,7 @@ class DPOObjectiveConfig:
     gamma_beta_ratio: float = 0.3  # simpo's γ/β
     reference: Literal["cached", "in_step"] = "cached"
     reference_model: str = ""  # a preset, HF directory or stage output_dir; "" = the initial policy
-    reference_cache_dir: str = ""  # "" = $TULU_JAX_CACHE/reference_logps or ~/.cache/tulu-jax/reference_logps
+    reference_cache_dir: str = ""  # "" = <output_dir>/reference_logps (shared by every host, like checkpoints)
     reference_batch_size: Optional[int] = None  # pairs per reference-pass batch; None = the micro-batch
     logits_chunk_size: int = 1024  # positions whose vocabulary logits exist at once
 
@@ -152,7 +153,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     cache_hit, computed = None, [0]
     if objective.uses_reference and objective.reference == "cached":
         reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
-        cache_dir = objective.reference_cache_dir or str(default_cache_dir())
+        cache_dir = objective.reference_cache_dir or str(epath.Path(config.output_dir) / "reference_logps")
         pass_batch = objective.reference_batch_size or micro_batch
         check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
         pair_device = pt.to_device_fn(mesh, PAIR_KEYS)

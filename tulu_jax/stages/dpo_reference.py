@@ -105,7 +105,17 @@ def cached_reference_logps(
             on_compute(batches)
         return values
 
-    return load_or_compute(ReferenceCache(cache_dir), key, count, compute, write=jax.process_index() == 0)
+    return load_or_compute(ReferenceCache(cache_dir), key, count, compute, write=jax.process_index() == 0,
+                           agree=agreed_by_all)
+
+
+def agreed_by_all(found: bool) -> bool:
+    """Process 0's answer, on every process (a cache hit decides whether collectives run)."""
+    if jax.process_count() == 1:
+        return found
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
 
 
 def in_step_reference(model_config: LlamaConfig, chunk_size: int, num_micro_batches: int, mesh) -> Callable:
