@@ -159,6 +159,8 @@ class Checkpointer:
         differences += [f"{path} not in the checkpoint" for path in sorted(set(wanted) - set(saved))]
         if not differences:
             return
+        # Parameters first: the optimizer's moments only mirror them.
+        differences.sort(key=lambda text: not text.startswith("params."))
         fields = ""
         saved_model = (self.saved_config(step) or {}).get("resolved_model")
         current_model = (run_config or {}).get("resolved_model")
