@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
     "langdetect==1.0.9",
+    "math-verify==0.9.0",  # Apache-2.0; MATH answer equivalence (its LaTeX reader only), in the verifier worker
 ]
 
 EXTRAS = {

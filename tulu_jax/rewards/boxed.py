@@ -15,43 +15,58 @@ class Boxed:
     end: int  # index just past the closing brace (or the bare argument)
 
 
-def _braced_argument(text: str, open_index: int) -> tuple[str, int] | None:
-    """The text inside the braces opening at ``open_index`` and the index past the closing one."""
-    depth = 0
-    for index in range(open_index, len(text)):
-        char = text[index]
-        if char == "\\":
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each ``{`` -> index of its closing ``}``, in one pass (escaped ``\\{``/``\\}`` skipped)."""
+    closing, open_stack = {}, []
+    for index, char in enumerate(text):
+        if char in "{}" and index and text[index - 1] == "\\":
             continue
-        if char == "{" and text[index - 1] != "\\":
-            depth += 1
-        elif char == "}" and text[index - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[open_index + 1 : index], index + 1
-    return None  # unbalanced: the model stopped mid-answer
+        if char == "{":
+            open_stack.append(index)
+        elif char == "}" and open_stack:
+            closing[open_stack.pop()] = index
+    return closing
+
+
+_AFTER_COMMAND = re.compile(r" *")
+_BARE_ARGUMENT = re.compile(r"[^\s$]+")
+
+
+def _box_spans(text: str):
+    """(start, content_start, content_end, end) of each complete box, in order; linear in ``len(text)``."""
+    closing = None
+    for match in _BOX_COMMAND.finditer(text):
+        offset = _AFTER_COMMAND.match(text, match.end()).end()
+        if text.startswith("{", offset):
+            if closing is None:
+                closing = _matching_braces(text)
+            end = closing.get(offset)
+            if end is not None:  # else unbalanced: the model stopped mid-answer
+                yield match.start(), offset + 1, end, end + 1
+        elif match.group(0) == "\\boxed" and offset > match.end():
+            # "\boxed 5": the argument runs to the next "$" or whitespace.
+            bare = _BARE_ARGUMENT.match(text, offset)
+            if bare:
+                yield match.start(), offset, bare.end(), bare.end()
+
+
+def _boxed(text: str, span) -> Boxed:
+    start, content_start, content_end, end = span
+    return Boxed(text[content_start:content_end].strip(), start, end)
 
 
 def all_boxed(text: str) -> list[Boxed]:
-    """Every complete ``\\boxed{...}``/``\\fbox{...}``/``\\boxed x`` in order of appearance."""
-    found = []
-    for match in _BOX_COMMAND.finditer(text):
-        after = match.end()
-        rest = text[after:]
-        stripped = rest.lstrip(" ")
-        offset = after + len(rest) - len(stripped)
-        if stripped.startswith("{"):
-            argument = _braced_argument(text, offset)
-            if argument is not None:
-                found.append(Boxed(argument[0].strip(), match.start(), argument[1]))
-        elif match.group(0) == "\\boxed" and rest.startswith(" "):
-            # "\boxed 5": the argument runs to the next "$" or whitespace.
-            bare = re.match(r"[^\s$]+", stripped)
-            if bare:
-                found.append(Boxed(bare.group(0), match.start(), offset + bare.end()))
-    return found
+    """Every complete ``\\boxed{...}``/``\\fbox{...}``/``\\boxed x`` in order of appearance.
+
+    Braces are matched once for the whole text, so an unclosed ``\\boxed{`` repeated thousands of times
+    costs no more than reading it.
+    """
+    return [_boxed(text, span) for span in _box_spans(text)]
 
 
 def last_boxed_content(text: str) -> Boxed | None:
-    """The last complete boxed answer in ``text``, or None."""
-    boxes = all_boxed(text)
-    return boxes[-1] if boxes else None
+    """The last complete boxed answer in ``text``, or None (linear time, one slice)."""
+    last = None
+    for last in _box_spans(text):
+        pass
+    return None if last is None else _boxed(text, last)

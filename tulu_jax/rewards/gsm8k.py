@@ -12,6 +12,7 @@ import re
 from fractions import Fraction
 
 from tulu_jax.rewards.boxed import last_boxed_content
+from tulu_jax.rewards.exact_numbers import ExactNumber, decimal_value, numbers_equal, ratio_value
 
 # A comma between digits that groups exactly three digits is a thousands separator ("1,234,567");
 # "3,4" (a list) keeps its comma.
@@ -27,21 +28,30 @@ _ANSWER_SLOT = re.compile(r"####\s*(?P<answer>[^\n]*)")
 _REFERENCE_NUMBER = re.compile(r"[-+]?\d*\.\d+|\d+")
 
 
-def parse_number(text: str) -> Fraction | None:
-    """The last number in ``text`` as an exact fraction, or None when there is none."""
+def parse_number(text: str) -> ExactNumber | None:
+    """The last number in ``text`` as an exact number (``exact_numbers``), or None when there is none."""
     text = _THOUSANDS_COMMA.sub("", text)
     matches = list(_NUMBER.finditer(text))
     if not matches:
         return None
     match = matches[-1]
-    value = match.group("value").replace(" ", "")
-    try:
-        number = Fraction(value)
-    except (ValueError, ZeroDivisionError):
-        # "5/0" is not an answer; fall back to the numerator.
-        number = Fraction(value.split("/")[0])
+    numerator, _, denominator = match.group("value").replace(" ", "").partition("/")
+    number = decimal_value(numerator)
+    if denominator:
+        ratio = ratio_value(number, decimal_value(denominator))
+        if ratio is not None:
+            number = ratio
+        elif decimal_value(denominator) != 0:
+            number = f"{numerator}/{denominator}"  # too long to divide exactly: equals only no decimal
+        # else "5/0" is not an answer; fall back to the numerator.
     sign = (match.group("sign") or "").strip()
-    return -number if sign in ("-", "−") else number
+    return _negate(number) if sign in ("-", "−") else number
+
+
+def _negate(number: ExactNumber) -> ExactNumber:
+    if isinstance(number, Fraction):
+        return -number
+    return number if number == "0" else number[1:] if number.startswith("-") else "-" + number
 
 
 def final_answer_text(response: str) -> str:
@@ -70,7 +80,7 @@ def verify_gsm8k(response: str, ground_truth, *, reference_compatible: bool = Fa
         # A non-numeric label: compare the stripped text, case-insensitively.
         return float(response.strip().lower() == str(ground_truth).strip().lower())
     found = parse_number(final_answer_text(response))
-    return float(found is not None and found == expected)
+    return float(found is not None and numbers_equal(found, expected))
 
 
 def _reference_gsm8k(response: str, label: str) -> float:

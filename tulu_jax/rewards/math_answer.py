@@ -3,33 +3,43 @@
 The final stated answer is whichever comes last of (1) the last brace-matched ``\\boxed{...}``
 (``\\boxed x``, ``\\fbox{...}``) and (2) the Minerva sentence "final answer is X. I hope it is correct"
 — when the two disagree the later statement wins, as a human grader reads the final word. Only when
-neither exists: (3) the text between the last two ``$``, else (4) the whole output. Equivalence: equal
-canonical strings (Minerva + Hendrycks normalisation, ``math_normalize``), else exact numbers, else a
-symbolic check in a time-limited worker (``time_limit``). Comma-separated answers compare element-wise
-(in any order when unbracketed: "find all solutions").
+neither exists: (3) the text between the last two ``$``, else (4) the whole output.
+
+Equivalence, cheapest first: our canonical strings (``math_normalize``) compared with their structure
+and exact numbers (``math_equivalence``); then HF ``math-verify``'s LaTeX reader on the two answers as
+written, when both hold the same number of values (it treats ``1,1,2`` as the set ``{1,2}``); then our own
+sympy reader. Both symbolic judges run in the time-limited worker (``time_limit``), at most
+``MAX_SYMBOLIC_CHECKS`` times per answer. Model text is never executed.
 """
 
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 from tulu_jax.rewards.boxed import last_boxed_content
+from tulu_jax.rewards.exact_numbers import decimal_value, numbers_equal
+from tulu_jax.rewards.math_equivalence import MAX_SYMBOLIC_CHECKS, Judge, canonical_equivalent, has_decimal_element, same_shape
 from tulu_jax.rewards.math_normalize import canonical_answer
-from tulu_jax.rewards.time_limit import SymbolicChecker, default_checker
+from tulu_jax.rewards.time_limit import default_checker
 
-_MINERVA = re.compile(r"final answer is\s*(?P<answer>.*?)\s*(?:\.?\s*I hope it is correct|\n|$)", re.IGNORECASE | re.DOTALL)
-_PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
-_SIMPLE_FRACTION = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}")
+__all__ = ["MAX_ANSWER_CHARS", "MAX_SYMBOLIC_CHECKS", "answers_equivalent", "final_answer", "verify_math"]
+
+MAX_ANSWER_CHARS = 1000  # a longer "final answer" is compared only as a plain number
+
+_MINERVA = re.compile(r"final answer is", re.IGNORECASE)
 
 
 def minerva_answer(response: str) -> tuple[str, int] | None:
     """The text of the last "final answer is ..." statement and where it starts, or None."""
-    matches = [match for match in _MINERVA.finditer(response) if match.group("answer").strip()]
-    if not matches:
-        return None
-    last = matches[-1]
-    return last.group("answer").strip().rstrip("."), last.start()
+    # Scanned from the end, each line read once: linear even for "final answer is " repeated 8,000 times.
+    for match in reversed(list(_MINERVA.finditer(response))):
+        line_end = response.find("\n", match.end())
+        line = response[match.end() : line_end if line_end >= 0 else len(response)]
+        hope = line.lower().find("i hope it is correct")
+        answer = (line[:hope] if hope >= 0 else line).strip().rstrip(".").strip()
+        if answer:
+            return answer, match.start()
+    return None
 
 
 def final_answer(response: str) -> str:
@@ -46,77 +56,36 @@ def final_answer(response: str) -> str:
     return response
 
 
-def _exact_number(canonical: str) -> Fraction | None:
-    if _PLAIN_NUMBER.fullmatch(canonical):
-        return Fraction(canonical)
-    match = _SIMPLE_FRACTION.fullmatch(canonical)
-    if match and int(match.group(3)) != 0:
-        sign = -1 if match.group(1) else 1
-        return sign * Fraction(int(match.group(2)), int(match.group(3)))
-    return None
+def answers_equivalent(answer: str, label: str, *, checker=None, symbolic: bool = True, math_verify: bool = True) -> bool:
+    """True when ``answer`` and ``label`` (raw LaTeX) mean the same value.
 
-
-def _split_top_level(text: str) -> list[str]:
-    """Split at commas outside brackets: ``1,\\frac{1}{2}`` -> two parts; ``f(1,2)`` stays whole."""
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in "({[":
-            depth += 1
-        elif char in ")}]":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def _single_equivalent(first: str, second: str, checker: SymbolicChecker | None) -> bool:
-    if first == second:
+    ``checker`` (default: the process-wide worker) judges symbolically; ``symbolic=False`` skips it and
+    ``math_verify=False`` keeps only our own sympy reader (for measurement).
+    """
+    if len(answer) > MAX_ANSWER_CHARS or len(label) > MAX_ANSWER_CHARS:
+        # Too long to normalise: only a plain number can still match (linear, no int() digit limit).
+        first, second = decimal_value(answer), decimal_value(label)
+        return first is not None and second is not None and numbers_equal(first, second)
+    first, second = canonical_answer(answer), canonical_answer(label)
+    if canonical_equivalent(first, second, Judge(None)):
         return True
-    a, b = _exact_number(first), _exact_number(second)
-    if a is not None and b is not None:
-        return a == b
-    if checker is None or not first or not second:
+    if not symbolic:
         return False
-    return checker.equal(first, second)
+    judge = Judge(checker if checker is not None else default_checker())
+    # math-verify compares numbers after rounding to 6 places (0.333333 "is" 1/3), so a plain decimal on
+    # either side is left to the exact judges.
+    if math_verify and same_shape(first, second) and not has_decimal_element(first, second):
+        if judge.equal(answer.replace("\u2212", "-"), label, method="math_verify"):
+            return True
+    return canonical_equivalent(first, second, judge)
 
 
-def canonical_equivalent(first: str, second: str, checker: SymbolicChecker | None) -> bool:
-    """Equivalence of two canonical answers, element-wise for tuples, intervals and lists."""
-    if first == second:
-        return True
-    for opening, closing in (("(", ")"), ("[", "]"), ("\\{", "\\}")):
-        if first.startswith(opening) and first.endswith(closing) and second.startswith(opening) and second.endswith(closing):
-            inner_first, inner_second = first[len(opening) : -len(closing)], second[len(opening) : -len(closing)]
-            parts_first, parts_second = _split_top_level(inner_first), _split_top_level(inner_second)
-            if len(parts_first) > 1 and len(parts_first) == len(parts_second):
-                return all(_single_equivalent(a, b, checker) for a, b in zip(parts_first, parts_second))
-    parts_first, parts_second = _split_top_level(first), _split_top_level(second)
-    if len(parts_first) > 1 and len(parts_first) == len(parts_second):
-        remaining = list(parts_second)
-        for part in parts_first:
-            match = next((other for other in remaining if _single_equivalent(part, other, checker)), None)
-            if match is None:
-                return False
-            remaining.remove(match)
-        return True
-    return _single_equivalent(first, second, checker)
-
-
-def answers_equivalent(answer: str, label: str, *, symbolic: bool = True) -> bool:
-    """True when ``answer`` and ``label`` (raw LaTeX) mean the same value."""
-    checker = default_checker() if symbolic else None
-    return canonical_equivalent(canonical_answer(answer), canonical_answer(label), checker)
-
-
-def verify_math(response: str, ground_truth, *, symbolic: bool = True) -> float:
+def verify_math(response: str, ground_truth, *, symbolic: bool = True, math_verify: bool = True) -> float:
     """1.0 when the response's final stated answer is equivalent to ``ground_truth``, else 0.0."""
     if not response.strip():
         return 0.0
-    return float(answers_equivalent(final_answer(response), str(ground_truth), symbolic=symbolic))
+    answer = final_answer(response)
+    return float(answers_equivalent(answer, str(ground_truth), symbolic=symbolic, math_verify=math_verify))
 
 
 def verify_math_strict(response: str, ground_truth, *, symbolic: bool = True) -> float:

@@ -66,14 +66,15 @@ class SymbolicChecker:
         process.kill()
         process.wait()
 
-    def equal(self, first: str, second: str) -> bool:
-        """True when the worker proves ``first == second`` within the time limit; False otherwise."""
+    def equal(self, first: str, second: str, method: str = "sympy") -> bool:
+        """True when the worker's ``method`` judge (``sympy``, ``math_verify``) proves ``first == second``
+        within the time limit; False otherwise."""
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._process = self._start()
             process = self._process
             try:
-                process.stdin.write(json.dumps({"first": first, "second": second}) + "\n")
+                process.stdin.write(json.dumps({"first": first, "second": second, "method": method}) + "\n")
                 process.stdin.flush()
             except BrokenPipeError:
                 self._process = None
