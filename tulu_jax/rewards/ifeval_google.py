@@ -1,10 +1,22 @@
 """Google's IFEval format (``instruction_id_list`` + ``kwargs``), strict and loose.
 
 Each instruction id maps to a check with the official IFEval meaning (relations "less than" / "at least",
-"at least N sections", language checks that pass when the language cannot be determined), except where
-the official checker misreads its own instruction: keywords match as whole words, sentences end at
-``.``, ``!`` and ``?``, words are counted as words. Loose evaluation also tries the response with its
-first line, last line or both removed, each with and without ``*``; any passing variant counts.
+"at least N sections", language checks that pass when the language cannot be determined). Loose
+evaluation also tries the response with its first line, last line or both removed, each with and without
+``*``; any passing variant counts.
+
+Where the official code misreads its own instruction, we deliberately read it differently:
+- Keywords match as whole words: "cat" is not found in "concatenate" (the official ``re.search`` finds it).
+- Words are counted as a reader counts them: "It's a well-known fact." is 4 words (the official ``\w+``
+  tokenizer counts 6: it, s, a, well, known, fact), and "3.5" is one word.
+- Sentences end at ``.``, ``!``, ``?`` and line breaks, not at abbreviations or decimal points:
+  "Dr. Smith arrived. He sat down." is 2 sentences.
+- "No commas" also forbids the CJK and Arabic commas: "你好，世界" has a comma (the official code looks
+  only for ``,``).
+- Paragraphs are divided only by a line that is ``***`` (spaces around it allowed), the markdown divider
+  the instruction asks for: "This is ***very*** important." is one paragraph, where the official
+  ``\s?\*\*\*\s?`` split makes three. As in the official code, ``**two** **parts**`` is one paragraph,
+  dividers at the start or end add none, and an empty paragraph between two dividers fails.
 """
 
 from __future__ import annotations
@@ -31,8 +43,12 @@ def _language_or_pass(text: str, code: str) -> bool:
     return True if verdict is None else verdict
 
 
+# A divider line: "***" alone on its line (one regex attempt per line start, so linear).
+_DIVIDER_LINE = re.compile(r"^[ \t]*\*\*\*[ \t]*$", re.MULTILINE)
+
+
 def _number_paragraphs(text: str, num_paragraphs) -> bool:
-    parts = re.split(r"\s?\*\s?\*\s?\*\s?", text)
+    parts = _DIVIDER_LINE.split(text)
     count = len(parts)
     for index, part in enumerate(parts):
         if not part.strip():
