@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from tulu_jax.models.attention import attend_cache, causal_self_attend
+from tulu_jax.models.backend import target_device
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.decode_attention import attend_filled_cache
 from tulu_jax.models.rope import apply_rotary
@@ -22,10 +23,11 @@ KVCache = dict[str, jnp.ndarray]
 
 
 def attention_implementation(config: LlamaConfig) -> str:
-    """``"splash"`` or ``"xla"``: ``model.attention``, with ``auto`` = splash on TPU and xla elsewhere."""
+    """``"splash"`` or ``"xla"``: ``model.attention``, with ``auto`` = splash when the traced program targets
+    a TPU (see ``backend.target_device``) and xla elsewhere."""
     if config.attention != "auto":
         return config.attention
-    return "splash" if jax.default_backend() == "tpu" else "xla"
+    return "splash" if target_device()[0] == "tpu" else "xla"
 
 
 def _dtype(name: str) -> Any:

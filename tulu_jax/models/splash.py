@@ -9,7 +9,8 @@ Under a mesh (``jax.set_mesh`` + flax logical-axis rules, as the trainer sets up
 device inside ``shard_map``: batch over the mesh axes of the logical ``batch`` axis, heads over those of
 ``heads``. When KV heads do not divide over the head axes (8 KV heads on a tensor axis of 16), K/V stay
 whole on each device and every device takes the one KV head its query heads use. Off TPU it runs in
-Pallas interpret mode (slow, exact: for tests).
+Pallas interpret mode (slow, exact: for tests). The target device is the mesh's (``backend.target_device``),
+so a TPU plan compiled on a CPU host gets the real kernel and that generation's tiles.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
+
+from tulu_jax.models.backend import target_device
 
 LANES = 128  # splash tiles are multiples of the TPU lane width
 
@@ -68,7 +71,7 @@ def block_sizes(length: int, block_q: int = 0, block_kv: int = 0, device_kind: O
     exceeds 127 positions.
     """
     if device_kind is None:
-        device_kind = jax.devices()[0].device_kind
+        device_kind = target_device()[1]
     default_q, default_kv, default_compute = BLOCK_SIZES_BY_GENERATION.get(tpu_generation(device_kind) or "",
                                                                            DEFAULT_BLOCK_SIZES)
     padded = -(-length // LANES) * LANES
@@ -118,7 +121,7 @@ def splash_self_attend(
     batch, length, kv_heads, groups, head_dim = q.shape
     heads = kv_heads * groups
     if interpret is None:
-        interpret = jax.default_backend() != "tpu"
+        interpret = target_device()[0] != "tpu"
     padded, sizes = block_sizes(length, block_q, block_kv)
     # Splash does not scale the scores; the scale is folded into q (exact when head_dim is a power of 4).
     q = (q.astype(jnp.float32) * head_dim**-0.5).astype(q.dtype)
