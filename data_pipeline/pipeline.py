@@ -124,6 +124,12 @@ def _rlvr_prompts(encoder: ExampleEncoder, records: Sequence[Record], config: Da
     return prompts or None
 
 
+def padding_note(tokenizer) -> str:
+    """Which token pads the rows, and whether it is EOS (a tokenizer without a pad token)."""
+    same = " = EOS, as the tokenizer has no pad token" if tokenizer.pad_id == tokenizer.eos_id else ""
+    return f"padding with {tokenizer.pad_token!r} (id {tokenizer.pad_id}{same})"
+
+
 BUILDERS = {"sft": _sft_rows, "preference": _preference_rows, "rlvr": _rlvr_prompts}
 
 
@@ -141,6 +147,7 @@ def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[
         raise DataError(f"no training examples left after tokenization ({encoder.report()})")
     evaluation = BUILDERS[kind](encoder, eval_records, config) if eval_records else None
     summary.append(encoder.report())
+    summary.append(padding_note(tokenizer))
     if kind == "sft":
         summary.append(f"{len(train['input_ids'])} rows of {config.max_seq_len} tokens ({config.packing}), "
                        f"{packing_efficiency(train):.1%} real tokens")

@@ -41,4 +41,5 @@ def tulu_llama3_tokenizer_dir(tmp_path_factory):
     from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
     from tests.helpers.llama3_tokenizer import PAD, build_llama3_tokenizer
 
-    return build_llama3_tokenizer(tmp_path_factory.mktemp("llama3_tulu"), pad_token=PAD, chat_template=TULU_CHAT_TEMPLATE)
+    directory = tmp_path_factory.mktemp("llama3_tulu")
+    return build_llama3_tokenizer(directory, pad_token=PAD, chat_template=TULU_CHAT_TEMPLATE)

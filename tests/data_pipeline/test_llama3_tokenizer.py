@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.chat_template import Segment
-from data_pipeline.config import DataConfig
+from data_pipeline.config import DataConfig, SourceConfig
 from data_pipeline.errors import DataError
 from data_pipeline.examples import IGNORE_INDEX, ExampleEncoder
 from data_pipeline.tokenizer import load_tokenizer
@@ -21,7 +21,8 @@ from tests.helpers.llama3_tokenizer import BOS, EOS, EOT, LLAMA3_INSTRUCT_TEMPLA
 
 TEXTS = [
     "Hello world!\n\n  indented", "<|user|>\nWhat is 12 plus 30?\n<|assistant|>\n\n\nThe answer",
-    "Bonjour! Ça va? Größe, naïve café — 東京 🙂", "x = 16 - 3 - 4 = <<16-3-4=9>>9\n#### 9", "  \t\r\n  trailing  ",
+    "Bonjour! Ça va? Größe, naïve café — 東京 🙂", "x = 16 - 3 - 4 = <<16-3-4=9>>9\n#### 9",
+    "  \t\r\n  trailing  ",
     f"{BOS}special{EOS}tokens{EOT}",
 ]
 
@@ -131,3 +132,21 @@ def test_bos_written_twice_without_add_bos_is_an_error(tulu_llama3_tokenizer_dir
     with pytest.raises(DataError, match="two BOS tokens.*writes it twice"):
         encoder.encode_segments([Segment(BOS + BOS + "hi", False), Segment("x", True)])
     assert encoder.encode_segments([Segment(BOS + "hi", False), Segment("x", True)]).input_ids[0] == 128000
+
+
+@pytest.mark.parametrize("variant,pad_id,note", [("base", 128001, "= EOS"), ("tulu", 128256, "'<pad>' (id 128256)")])
+def test_padded_rows_use_and_report_the_pad_id(variant, pad_id, note, llama3_tokenizer_dir, tulu_llama3_tokenizer_dir,
+                                               tmp_path):
+    from data_pipeline.pipeline import prepare_data
+    from tests.data_pipeline.conftest import sft_record, write_jsonl
+
+    path = write_jsonl(tmp_path / "sft.jsonl", [sft_record("What is 2+2?", "4"), sft_record("Hi", "Hello there.")])
+    tokenizer_dir = llama3_tokenizer_dir if variant == "base" else tulu_llama3_tokenizer_dir
+    config = DataConfig(sources=(SourceConfig(str(path)),), tokenizer=str(tokenizer_dir), max_seq_len=32,
+                        packing="padded", shuffle=False)
+    lines = []
+    rows = prepare_data(config, log=lines.append).train
+    padding = rows["segment_ids"] == 0
+    assert padding.any() and np.all(rows["input_ids"][padding] == pad_id)
+    assert np.all(rows["labels"][padding] == IGNORE_INDEX)
+    assert any(line.startswith("padding with") and note in line for line in lines), lines

@@ -7,13 +7,14 @@ content that starts with a newline: whole text merges ``>\\n\\n\\n`` into one to
 boundary is exact, and the prompt's ids are the ones the model meets at generation time, where
 ``…<|assistant|>\\n`` is tokenized alone; whole-text ids would train a ``>\\n\\n\\n`` it is never prompted with.
 
-Reproduce the figures (GSM8K test: 0 of 1,319 differ; demo SFT set: 0 of 2,000) with
+Reproduce the figures (ids that differ from ``apply_chat_template``: GSM8K test 0 of 1,319; demo SFT 0 of 2,000) with
 ``.venv/bin/python -m tests.data_pipeline.test_segment_tokenization``. Tokenizer license: see
 tests/helpers/llama3_tokenizer.py (Llama 3 Community License, read from the llama-models package).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -21,7 +22,7 @@ from typing import Iterable, Sequence
 import pytest
 
 import data_pipeline
-from data_pipeline.chat_template import render_tulu
+from data_pipeline.chat_template import TULU_CHAT_TEMPLATE, render_tulu
 from data_pipeline.config import DataConfig
 from data_pipeline.examples import ExampleEncoder
 from data_pipeline.tokenizer import load_tokenizer
@@ -48,15 +49,24 @@ def starts_with_newline(messages: Sequence[dict]) -> bool:
     return any(m["role"] == "assistant" and m["content"][:1] in ("\n", "\r") for m in messages)
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizers(tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    config = DataConfig(tokenizer=str(tokenizer_dir), max_seq_len=1 << 20)
+    encoder = ExampleEncoder(load_tokenizer(tokenizer_dir), config)
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir)), encoder
+
+
 def count_differences(tokenizer_dir: Path, conversations: Iterable[Sequence[dict]]) -> tuple[int, int, int]:
-    """(conversations, how many tokenize differently by segments than as whole text, how many have an
-    assistant turn starting with a newline)."""
-    tokenizer = load_tokenizer(tokenizer_dir)
-    encoder = ExampleEncoder(tokenizer, DataConfig(tokenizer=str(tokenizer_dir), max_seq_len=1 << 20))
+    """(conversations, how many of our segment-by-segment ids differ from the whole-text ids of transformers'
+    ``apply_chat_template``, how many have an assistant turn starting with a newline). ``tokenizer_dir``
+    must carry the Tülu chat template."""
+    reference, encoder = _tokenizers(tokenizer_dir)
     total = differ = newline = 0
     for messages in conversations:
         segmented = encoder.sft({"messages": messages}).input_ids.tolist()
-        whole = tokenizer.encode(render_tulu(messages, tokenizer.eos_token))
+        whole = reference.apply_chat_template(list(messages), tokenize=True)["input_ids"]
         total, differ, newline = total + 1, differ + (segmented != whole), newline + starts_with_newline(messages)
     return total, differ, newline
 
@@ -90,9 +100,10 @@ if __name__ == "__main__":
     from tests.helpers.llama3_tokenizer import PAD, build_llama3_tokenizer
 
     with tempfile.TemporaryDirectory() as scratch:
-        tokenizer_dir = build_llama3_tokenizer(Path(scratch) / "tokenizer", pad_token=PAD)
+        tokenizer_dir = build_llama3_tokenizer(Path(scratch) / "tokenizer", pad_token=PAD,
+                                               chat_template=TULU_CHAT_TEMPLATE)
         for label, conversations in (("GSM8K test", gsm8k_conversations()),
                                      ("demo SFT", demo_conversations(Path(scratch) / "demo"))):
             total, differ, newline = count_differences(tokenizer_dir, conversations)
-            print(f"{label}: {differ} of {total} conversations tokenize differently by segments than as whole text "
-                  f"({newline} have an assistant turn starting with a newline)")
+            print(f"{label}: {differ} of {total} conversations tokenize differently by segments than whole-text "
+                  f"apply_chat_template ({newline} have an assistant turn starting with a newline)")
