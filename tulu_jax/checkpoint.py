@@ -23,9 +23,9 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
+from tulu_jax import distributed
 from tulu_jax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -189,10 +189,7 @@ class Checkpointer:
                 target = self.directory / f"{step}.damaged-{number}"
                 os.rename(source, target)
                 log.warning("moved the damaged checkpoint %s aside to %s", source, target.name)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("tulu_jax.checkpoint.move_aside")
+        distributed.barrier("checkpoint moved aside")
         self._manager.reload()
 
     def close(self) -> None:
@@ -246,11 +243,7 @@ def _leaves_by_path(tree: Any) -> list[tuple[str, Any]]:
 
 def _all_processes_agree(ok: bool) -> bool:
     """True only when ``ok`` holds on every process (a restore decision must be the same everywhere)."""
-    if jax.process_count() == 1:
-        return ok
-    from jax.experimental import multihost_utils
-
-    return bool(np.all(multihost_utils.process_allgather(np.array([ok], dtype=np.bool_))))
+    return distributed.all_agree("checkpoint restored", ok)
 
 
 def find_checkpoint_dir(path: str | Path) -> Path:

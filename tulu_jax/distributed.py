@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 ENV_COORDINATOR = "TULU_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "TULU_NUM_PROCESSES"
 ENV_PROCESS_ID = "TULU_PROCESS_ID"
+ENV_HEARTBEAT_TIMEOUT = "TULU_HEARTBEAT_TIMEOUT"  # seconds; a dead peer is noticed this much later
 
 _initialized = False
 
@@ -73,6 +74,7 @@ def config_from_env(environ: Optional[Mapping[str, str]] = None) -> DistributedC
         coordinator_address=environ.get(ENV_COORDINATOR) or None,
         num_processes=integer(ENV_NUM_PROCESSES),
         process_id=integer(ENV_PROCESS_ID),
+        heartbeat_timeout=integer(ENV_HEARTBEAT_TIMEOUT) or DistributedConfig.heartbeat_timeout,
     )
 
 
@@ -110,11 +112,57 @@ def initialize(config: Optional[DistributedConfig] = None) -> bool:
             heartbeat_timeout_seconds=config.heartbeat_timeout,
         )
     elif on_multihost_tpu():
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=config.heartbeat_timeout)
     else:
         return False
     _initialized = True
     return True
+
+
+_agreements = 0  # every process makes the same calls in the same order, so the counters name the same keys
+
+
+def _client():
+    from jax._src import distributed as jax_distributed
+
+    return jax_distributed.global_state.client
+
+
+def barrier(name: str, timeout_seconds: int = 3600) -> None:
+    """Wait until every process has reached ``name``: a coordination-service barrier, no device collective."""
+    global _agreements
+    if process_count() == 1:
+        return
+    _agreements += 1
+    _client().wait_at_barrier(f"tulu_jax/{_agreements}/{name}", timeout_in_ms=timeout_seconds * 1000)
+
+
+def agreed(name: str, value: str, timeout_seconds: int = 3600) -> str:
+    """Process 0's ``value`` on every process (the coordination service's key-value store, no device work).
+
+    Decisions that change which collectives run (a cache hit, a resume step) are taken once, this way.
+    """
+    global _agreements
+    if process_count() == 1:
+        return value
+    _agreements += 1
+    key = f"tulu_jax/{_agreements}/{name}"
+    if is_primary():
+        _client().key_value_set(key, value)
+        return value
+    return _client().blocking_key_value_get(key, timeout_seconds * 1000)
+
+
+def all_agree(name: str, ok: bool, timeout_seconds: int = 3600) -> bool:
+    """True only when ``ok`` holds on every process (each posts its answer; all read all, no device work)."""
+    global _agreements
+    if process_count() == 1:
+        return ok
+    _agreements += 1
+    prefix = f"tulu_jax/{_agreements}/{name}/"
+    _client().key_value_set(f"{prefix}{process_index()}", "1" if ok else "0")
+    _client().wait_at_barrier(f"{prefix}posted", timeout_in_ms=timeout_seconds * 1000)
+    return all(value == "1" for _, value in _client().key_value_dir_get(prefix))
 
 
 def start_runtime() -> None:
@@ -122,12 +170,24 @@ def start_runtime() -> None:
 
     Only the primary process prints progress; the others keep warnings and errors.
     """
-    initialize()
+    if initialize():
+        _use_coordination_barriers_in_orbax()
     import jax
 
     if not is_primary():
         logging.getLogger().setLevel(logging.WARNING)
     log.info("processes: %d, devices: %d (local %d)", jax.process_count(), jax.device_count(), jax.local_device_count())
+
+
+def _use_coordination_barriers_in_orbax() -> None:
+    """Orbax's barriers through the coordination service: they time out (a dead peer is an error, not a
+    hang) and run no device collective."""
+    from absl import flags
+    import orbax.checkpoint  # noqa: F401 - defines the flag
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["tulu-jax"], known_only=True)
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 def _platform_is_cpu() -> bool:

@@ -54,7 +54,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(tmp_path):
         run_training(initial_state(), fake_step(nan_at=5), CountingBatches(), spec)
     logger.close()
     assert checkpointer.steps() == [2, 4]
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    header, *lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert header == {"process_count": 1, "device_count": 8, "local_device_count": 8}
     assert [line["step"] for line in lines] == [1, 2, 3, 4]
     assert [line["loss"] for line in lines] == [1.0, 2.0, 3.0, 4.0]
     assert "tokens_per_second" in lines[-1] and "tokens_per_second" not in lines[0]  # first step compiles

@@ -23,6 +23,7 @@ import ml_dtypes
 import numpy as np
 from etils import epath
 
+from tulu_jax import distributed
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
 from tulu_jax.hf.safetensors_io import _NAMES
@@ -90,8 +91,6 @@ def export_params_streamed(
     ``dtype`` ("float32" or "bfloat16") defaults to the params' own dtype. ``write_files(tmp_dir)`` adds the
     other files (config.json, tokenizer) on process 0 before the directory is renamed into place.
     """
-    from jax.experimental import multihost_utils
-
     directory = epath.Path(directory)
     tensors = plan_tensors(params, config)
     export_dtype = _numpy_dtype(dtype, tensors[0].leaf.dtype)
@@ -103,7 +102,7 @@ def export_params_streamed(
     if jax.process_count() > 1:
         if not primary:
             _stage_pieces(tensors, staging / f"process-{jax.process_index()}", export_dtype)
-        multihost_utils.sync_global_devices(f"export pieces staged {token}")
+        distributed.barrier(f"export pieces staged {token}")
     if primary:
         temporary = directory.parent / f".{directory.name}.tmp-{token}"
         temporary.mkdir(parents=True, exist_ok=True)
@@ -115,7 +114,7 @@ def export_params_streamed(
         if staging.exists():
             staging.rmtree()
     if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(f"export written {token}")
+        distributed.barrier(f"export written {token}")
     return directory
 
 
@@ -126,13 +125,8 @@ def _numpy_dtype(dtype: Optional[str], default) -> np.dtype:
 
 
 def _agreed_token() -> str:
-    """A name every process agrees on (process 0's choice, broadcast as integers)."""
-    value = np.array([uuid.uuid4().int % 2**31], np.int32)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        value = multihost_utils.broadcast_one_to_all(value)
-    return f"{int(np.asarray(value)[0]):08x}"
+    """A name every process agrees on (process 0's choice)."""
+    return distributed.agreed("export token", uuid.uuid4().hex[:12])
 
 
 def _owned_pieces(tensor: PlannedTensor):

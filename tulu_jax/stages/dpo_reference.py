@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from data_pipeline.config import DataConfig
+from tulu_jax import distributed
 from tulu_jax.config import to_dict
 from tulu_jax.models import LlamaConfig
 from tulu_jax.reference_cache import (
@@ -111,11 +112,7 @@ def cached_reference_logps(
 
 def agreed_by_all(found: bool) -> bool:
     """Process 0's answer, on every process (a cache hit decides whether collectives run)."""
-    if jax.process_count() == 1:
-        return found
-    from jax.experimental import multihost_utils
-
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(found)))
+    return distributed.agreed("reference cache hit", "yes" if found else "no") == "yes"
 
 
 def in_step_reference(model_config: LlamaConfig, chunk_size: int, num_micro_batches: int, mesh) -> Callable:

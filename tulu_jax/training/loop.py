@@ -97,6 +97,8 @@ def _warn_about_changed_config(start: int, spec: "LoopSpec") -> None:
     saved = spec.checkpointer.saved_config(start)
     if not saved:
         return
+    if not spec.logger.enabled:
+        return
     before, now = _flatten(saved), _flatten(json.loads(json.dumps(spec.run_config, default=str)))
     changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
     rates = [key for key in changed if key.endswith("learning_rate")]
@@ -135,7 +137,7 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
     logger = spec.logger
     if logger.enabled:
         logger.rewind(start)
-        _warn_about_changed_config(start, spec)
+    _warn_about_changed_config(start, spec)  # on every process: reading the saved config is an Orbax restore
     bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
     record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None
     window_start, window_steps, compile_seconds = None, 0, None

@@ -44,6 +44,10 @@ class MetricsLogger:
         output_dir.mkdir(parents=True, exist_ok=True)
         self._path = output_dir / "metrics.jsonl"
         self._jsonl = self._path.open("a")
+        # Each start (a resume too) opens with where the run ran: a line without a step.
+        self._jsonl.write(json.dumps({"process_count": jax.process_count(), "device_count": jax.device_count(),
+                                      "local_device_count": jax.local_device_count()}) + "\n")
+        self._jsonl.flush()
         if tensorboard:
             from tensorboardX import SummaryWriter
 
