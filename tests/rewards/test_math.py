@@ -131,3 +131,11 @@ def test_huge_powers_are_refused_without_computing():
         assert checker.timeouts == 0
     finally:
         checker.close()
+
+
+def test_symbolic_reader_reads_mixed_numbers_not_products():
+    from tulu_jax.rewards.latex_sympy import expressions_equal
+
+    assert expressions_equal(r"3\frac{1}{2}", r"\frac{7}{2}")
+    assert not expressions_equal(r"3\frac{1}{2}", r"\frac{3}{2}")
+    assert expressions_equal(r"2\frac{\pi}{3}", r"\frac{2\pi}{3}")  # a symbolic fraction is a product

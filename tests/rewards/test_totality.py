@@ -99,3 +99,17 @@ def test_symbolic_comparisons_per_answer_are_capped():
     label = ", ".join(f"y^{{{i}}}+2" for i in range(60))
     assert not math_answer.answers_equivalent(answer, label, checker=checker)
     assert 0 < checker.calls <= math_answer.MAX_SYMBOLIC_CHECKS
+
+
+def test_math_verify_judge_is_bounded_by_the_worker_time_limit():
+    from tulu_jax.rewards.time_limit import SymbolicChecker
+
+    checker = SymbolicChecker(seconds=1.0)
+    try:
+        assert checker.equal("1", "1", method="math_verify") is True  # warm start
+        started = time.monotonic()
+        hang = "(a+b+c+d+e+f)^{40}-(a-b+c-d+e-f)^{40}"
+        assert checker.equal(hang, "(a+b)^{3}", method="math_verify") is False
+        assert time.monotonic() - started < 1.0 + 1.5
+    finally:
+        checker.close()

@@ -1,5 +1,6 @@
 """A small, safe reader of canonical LaTeX answers into sympy expressions.
 
+An integer written before a numeric fraction is a mixed number (``3\\frac{1}{2}`` = 7/2), not a product.
 It never evaluates model text: a recursive-descent parser accepts only numbers, single-letter variables,
 ``\\pi``, ``+ - * / ^``, ``\\frac``, ``\\sqrt``, ``\\cdot``/``\\times`` and brackets, and builds sympy
 objects from those pieces. Anything else, an expression longer than ``MAX_LENGTH``, nesting deeper than
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 
 import sympy
+
+from tulu_jax.rewards.math_normalize import read_mixed_numbers
 
 MAX_LENGTH = 300
 MAX_DEPTH = 40
@@ -183,7 +186,8 @@ def parse_latex(text: str) -> sympy.Expr:
     """``text`` (a canonical answer, no ``=``/commas) as a sympy expression; ``LatexParseError`` if refused."""
     if len(text) > MAX_LENGTH:
         raise LatexParseError("expression too long to check")
-    tokens = _tokenize(text)
+    # "3\frac{1}{2}" is the mixed number 7/2 (as MATH writes it), never the product 3/2.
+    tokens = _tokenize(read_mixed_numbers(text))
     if not tokens:
         raise LatexParseError("empty expression")
     parser = _Parser(tokens)

@@ -100,6 +100,11 @@ def _mixed_number(match: re.Match) -> str:
     return _fraction_latex(-value if sign else value)
 
 
+def read_mixed_numbers(text: str) -> str:
+    """Every ``3\\frac{1}{2}`` in ``text`` as ``\\frac{7}{2}`` (``2\\frac{\\pi}{3}`` stays a product)."""
+    return _MIXED_NUMBER.sub(_mixed_number, text)
+
+
 def _without_names(answer: str) -> str:
     """``x = 5`` -> ``5``; ``x=1, x=3`` -> ``1, 3``; ``x = 3, y = 5`` -> ``3, 5``; ``2+3=5`` -> ``5``."""
     if "=" not in answer:
@@ -142,7 +147,7 @@ def minerva_normalize(answer: str) -> str:
     answer = re.sub(r"\\[dt]frac", r"\\frac", answer)
     answer = _REPEATING.sub(_repeating_decimal, answer)
     answer = _unwrap_command(answer, "overline")
-    answer = _MIXED_NUMBER.sub(_mixed_number, answer)
+    answer = read_mixed_numbers(answer)
     answer = _BASE_SUBSCRIPT.sub(r"\1_\2", answer)
     if _THOUSANDS.fullmatch(answer):
         answer = answer.replace(",", "")

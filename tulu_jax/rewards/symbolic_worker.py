@@ -18,6 +18,13 @@ def main() -> None:
     from tulu_jax.rewards.math_verify_judge import math_verify_equal
 
     judges = {"sympy": expressions_equal, "math_verify": math_verify_equal}
+    # Import and warm both judges before "ready", so start-up is never charged to a check's time limit
+    # (a check cut off while importing would restart the worker into the same import, every time).
+    for judge in judges.values():
+        try:
+            judge("1", "1")
+        except Exception:  # a missing math-verify only turns that judge off ("not shown equal")
+            pass
     print("ready", file=replies, flush=True)
     for line in sys.stdin:
         try:
