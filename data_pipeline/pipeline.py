@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -19,6 +20,7 @@ from data_pipeline.packing import left_pad, pack_examples, pad_examples, packing
 from data_pipeline.schema import DropCounter, infer_kind, validate_records
 from data_pipeline.sources import Record, read_source
 from data_pipeline.tokenizer import Tokenizer, load_tokenizer
+from data_pipeline.work_share import WorkShare, decode_payload, encode_payload
 
 
 @dataclass
@@ -82,20 +84,49 @@ def mixed_records(config: DataConfig, kind: str, summary: list[str]) -> tuple[li
     return train, evaluation
 
 
-def _encode_all(records: Sequence[Record], encode: Callable[[dict], Any]) -> list[Any]:
-    results = []
-    for record in records:
+def _encode_all(records: Sequence[Record], encode: Callable[[dict], Any], encoder: ExampleEncoder,
+                share: WorkShare, name: str) -> list[tuple[int, Any]]:
+    """``(record position, encoded)`` for every record that encodes, in record order.
+
+    With several processes each encodes its own block and the blocks are exchanged (``work_share``); an
+    error on any process is raised on all of them, naming the record's file and line.
+    """
+    divided = share.exchange is not None and share.count > 1
+    before_dropped, before_truncated = Counter(encoder.dropped.counts), encoder.truncated
+    kept, failure = [], None
+    for position in (share.block(len(records)) if divided else range(len(records))):
+        record = records[position]
         try:
             result = encode(record.data)
         except DataError as error:
-            raise DataError(f"{record.origin}: {error}") from None
+            failure = f"{record.origin}: {error}"
+            break
         if result is not None:
-            results.append(result)
-    return results
+            kept.append((position, result))
+    if not divided:
+        if failure is not None:
+            raise DataError(failure)
+        return kept
+    dropped = encoder.dropped.counts - before_dropped
+    payload = (b"ERROR:" + failure.encode()) if failure is not None else \
+        encode_payload(kept, dropped, encoder.truncated - before_truncated)
+    payloads = share.exchange(name, payload)
+    errors = [p[len(b"ERROR:"):].decode() for p in payloads if p.startswith(b"ERROR:")]
+    if errors:
+        raise DataError(errors[0])
+    encoder.dropped.counts, encoder.truncated = before_dropped, before_truncated
+    everything = []
+    for part in payloads:
+        part_kept, part_dropped, part_truncated = decode_payload(part)
+        everything.extend(part_kept)
+        encoder.dropped.counts.update(part_dropped)
+        encoder.truncated += part_truncated
+    return everything
 
 
-def _sft_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[dict]:
-    examples = _encode_all(records, encoder.sft)
+def _sft_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig, share: WorkShare,
+              name: str) -> Optional[dict]:
+    examples = [example for _, example in _encode_all(records, encoder.sft, encoder, share, name)]
     if not examples:
         return None
     pad_id = encoder.tokenizer.pad_id
@@ -104,8 +135,9 @@ def _sft_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataCo
     return pad_examples(examples, config.max_seq_len, pad_id)
 
 
-def _preference_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[dict]:
-    pairs = _encode_all(records, encoder.preference)
+def _preference_rows(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig, share: WorkShare,
+                     name: str) -> Optional[dict]:
+    pairs = [pair for _, pair in _encode_all(records, encoder.preference, encoder, share, name)]
     if not pairs:
         return None
     pad_id = encoder.tokenizer.pad_id
@@ -114,13 +146,11 @@ def _preference_rows(encoder: ExampleEncoder, records: Sequence[Record], config:
     return {**{f"chosen_{k}": v for k, v in chosen.items()}, **{f"rejected_{k}": v for k, v in rejected.items()}}
 
 
-def _rlvr_prompts(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig) -> Optional[list]:
-    prompts = []
-    for record in records:
-        ids = encoder.rlvr_prompt(record.data)
-        if ids is not None:
-            prompts.append({"prompt_ids": ids, "ground_truth": record.data["ground_truth"],
-                            "dataset": record.data["dataset"]})
+def _rlvr_prompts(encoder: ExampleEncoder, records: Sequence[Record], config: DataConfig, share: WorkShare,
+                  name: str) -> Optional[list]:
+    prompts = [{"prompt_ids": ids, "ground_truth": records[position].data["ground_truth"],
+                "dataset": records[position].data["dataset"]}
+               for position, ids in _encode_all(records, encoder.rlvr_prompt, encoder, share, name)]
     return prompts or None
 
 
@@ -133,8 +163,11 @@ def padding_note(tokenizer) -> str:
 BUILDERS = {"sft": _sft_rows, "preference": _preference_rows, "rlvr": _rlvr_prompts}
 
 
-def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[str], None] = print) -> PreparedData:
-    """Build the training (and evaluation) rows that ``config`` describes; ``kind`` overrides ``config.kind``."""
+def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[str], None] = print,
+                 share: WorkShare = WorkShare()) -> PreparedData:
+    """Build the training (and evaluation) rows that ``config`` describes; ``kind`` overrides ``config.kind``.
+
+    ``share`` divides tokenization among the processes of a multi-host run (each returns the same rows)."""
     if not config.sources:
         raise DataError("data.sources is empty: list at least one dataset (path, and optionally amount)")
     kind = kind or resolve_kind(config, config.sources)
@@ -142,11 +175,15 @@ def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[
     train_records, eval_records = mixed_records(config, kind, summary)
     tokenizer = load_tokenizer(config.tokenizer)
     encoder = ExampleEncoder(tokenizer, config)
-    train = BUILDERS[kind](encoder, train_records, config)
+    train = BUILDERS[kind](encoder, train_records, config, share, "train")
     if train is None:
         raise DataError(f"no training examples left after tokenization ({encoder.report()})")
-    evaluation = BUILDERS[kind](encoder, eval_records, config) if eval_records else None
+    evaluation = BUILDERS[kind](encoder, eval_records, config, share, "eval") if eval_records else None
     summary.append(encoder.report())
+    if share.exchange is not None and share.count > 1:
+        mine = len(share.block(len(train_records))) + len(share.block(len(eval_records)))
+        summary.append(f"tokenized {mine} of {len(train_records) + len(eval_records)} records on this process "
+                       f"({share.index + 1} of {share.count}); the others tokenized the rest")
     summary.append(padding_note(tokenizer))
     if kind == "sft":
         summary.append(f"{len(train['input_ids'])} rows of {config.max_seq_len} tokens ({config.packing}), "

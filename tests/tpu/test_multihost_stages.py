@@ -111,6 +111,12 @@ def test_startup_line_is_printed_once_by_the_primary(sft_runs):
     assert "processes: 1, devices: 8 (local 8)" in single.stderr[0]
 
 
+def test_each_process_tokenizes_half_of_the_records(sft_runs):
+    _, (single, multi) = sft_runs
+    assert "tokenized 16 of 32 records on this process (1 of 2)" in multi.stderr[0]
+    assert "records on this process" not in single.stderr[0]
+
+
 def test_dpo_from_the_sft_output_on_two_processes_equals_one_process(dpo_runs):
     (single_dir, multi_dir), _ = dpo_runs
     _, single_losses = metric_rows(single_dir, "loss")

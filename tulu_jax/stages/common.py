@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -11,6 +12,8 @@ import jax
 import numpy as np
 from etils import epath
 
+from data_pipeline.work_share import WorkShare
+from tulu_jax import distributed
 from tulu_jax.config import from_dict, to_dict
 from tulu_jax.errors import CheckpointError, ConfigError
 from tulu_jax.hf import read_hf_config, write_hf_side_files
@@ -115,6 +118,29 @@ def _write_chat_template(directory: epath.Path, chat_template: str) -> None:
     config_path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     if (directory / "chat_template.jinja").exists():
         (directory / "chat_template.jinja").write_text(chat_template)
+
+
+def data_work_share(output_dir: str) -> WorkShare:
+    """Tokenization divided among this run's processes; the parts meet in ``output_dir`` (shared by all hosts,
+    like checkpoints), written by each process and read by all between two barriers."""
+    if jax.process_count() == 1:
+        return WorkShare()
+    folder = epath.Path(output_dir) / f".data-exchange-{distributed.agreed('data exchange', uuid.uuid4().hex[:12])}"
+
+    def exchange(name: str, payload: bytes) -> list[bytes]:
+        parts_dir = folder / name  # one folder per exchange, removed once every process has read it
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        (parts_dir / f"{jax.process_index()}.npz").write_bytes(payload)
+        distributed.barrier(f"data {name} written")
+        parts = [(parts_dir / f"{index}.npz").read_bytes() for index in range(jax.process_count())]
+        distributed.barrier(f"data {name} read")
+        if jax.process_index() == 0:
+            parts_dir.rmtree()
+            if not list(folder.iterdir()):
+                folder.rmdir()
+        return parts
+
+    return WorkShare(jax.process_index(), jax.process_count(), exchange)
 
 
 def run_config_dict(stage_config: Any, model_config: LlamaConfig) -> dict:

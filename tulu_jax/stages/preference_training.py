@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from data_pipeline.loader import BatchLoader
 from data_pipeline.pipeline import prepare_data
 from tulu_jax.sharding import check_batch_divisible, make_mesh, replicated
-from tulu_jax.stages.common import check_vocab, resolve_model_config
+from tulu_jax.stages.common import check_vocab, data_work_share, resolve_model_config
 from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch, with_example_index
 from tulu_jax.training.loop import LoopSpec, run_training
 from tulu_jax.training.metrics import MetricsLogger
@@ -191,7 +191,7 @@ def prepare_pairs(config) -> PairSetup:
     """Preference rows tagged with example indices, the model config checked against the tokenizer, the
     mesh checked against the micro-batch, and the per-process loader (DPO and RM alike)."""
     training = config.training
-    prepared = prepare_data(config.data, kind="preference", log=log.info)
+    prepared = prepare_data(config.data, kind="preference", log=log.info, share=data_work_share(config.output_dir))
     train_rows = with_example_index(prepared.train)
     eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
     model_config = resolve_model_config(config.model)

@@ -30,6 +30,7 @@ from tulu_jax.stages.common import (
     EXPORT_DIR,
     ModelConfig,
     check_vocab,
+    data_work_share,
     export_hf,
     load_model_params,
     numpy_batch,
@@ -118,7 +119,7 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     # Data: token rows and the checkpointable loader.
-    prepared = prepare_data(config.data, kind="sft", log=log.info)
+    prepared = prepare_data(config.data, kind="sft", log=log.info, share=data_work_share(config.output_dir))
     model_config = resolve_model_config(config.model)
     check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
     mesh = make_mesh(config.mesh)
