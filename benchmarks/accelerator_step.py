@@ -178,7 +178,8 @@ def run(size: str = "auto", reps: int = 5, warmup: int = 2) -> dict:
     flops = flops_per_step(config, batch, length)
     peak = measured_matmul_flops(jnp.bfloat16, 512 if platform == "cpu" else 8192)
     result = {
-        "device": f"{jax.devices()[0].device_kind} ({platform})", "size": size, "attention": attention_implementation(config),
+        "device": f"{jax.devices()[0].device_kind} ({platform})", "size": size,
+        "attention": attention_implementation(config),
         "torch_device": device or "none (torch cannot reach this device here)",
         "sft": {"batch": batch, "length": length, "flops_per_step": flops, "measured_bf16_matmul_flops": peak},
         "generation": {"batch": gen_batch, "prompt_length": prompt_length, "new_tokens": new_tokens},
@@ -188,7 +189,8 @@ def run(size: str = "auto", reps: int = 5, warmup: int = 2) -> dict:
         result["sft"][name] = {**timing, "tokens_per_second": round(batch * length / seconds, 1),
                                "mfu_vs_measured_matmul": round(flops / seconds / peak, 3)}
     for name, timing in generation_times.items():
-        result["generation"][name] = {**timing, "new_tokens_per_second": round(gen_batch * new_tokens / timing["median_s"], 1)}
+        rate = gen_batch * new_tokens / timing["median_s"]
+        result["generation"][name] = {**timing, "new_tokens_per_second": round(rate, 1)}
     for section in ("sft", "generation"):
         if "transformers" in result[section]:
             result[section]["speedup"] = round(result[section]["transformers"]["median_s"]

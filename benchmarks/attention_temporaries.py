@@ -38,7 +38,8 @@ def run(topology: str = "v5p:2x2x1", batch: int = 8, length: int = 4096, tensor:
         return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, partition))
 
     args = (spec((batch, length, KV_HEADS, GROUPS, HEAD_DIM), heads), spec((batch, length, KV_HEADS, HEAD_DIM), heads),
-            spec((batch, length, KV_HEADS, HEAD_DIM), heads), spec((batch, length), PartitionSpec(("data", "fsdp")), jnp.int32))
+            spec((batch, length, KV_HEADS, HEAD_DIM), heads),
+            spec((batch, length), PartitionSpec(("data", "fsdp")), jnp.int32))
     _, tiles = block_sizes(length, device_kind=devices[0].device_kind)
     result = {"topology": topology, "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "batch": batch,
               "length": length, "splash_tiles": [tiles.block_q, tiles.block_kv, tiles.block_kv_compute]}

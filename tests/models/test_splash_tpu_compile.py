@@ -30,7 +30,8 @@ def test_splash_compiles_for_a_tpu_topology_with_the_mosaic_kernel():
         return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, partition))
 
     args = (spec((batch, length, kv_heads, groups, head_dim), heads_spec),
-            spec((batch, length, kv_heads, head_dim), heads_spec), spec((batch, length, kv_heads, head_dim), heads_spec),
+            spec((batch, length, kv_heads, head_dim), heads_spec),
+            spec((batch, length, kv_heads, head_dim), heads_spec),
             spec((batch, length), PartitionSpec(("data", "fsdp")), jnp.int32))
 
     def loss(q, k, v, segment_ids):
