@@ -3,8 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from tulu_jax.models import Llama, init_params, preset
+from tulu_jax.config import from_dict
+from tulu_jax.errors import ConfigError
+from tulu_jax.models import Llama, LlamaConfig, init_params, preset
 from tulu_jax.models.layers import attention_implementation
 from tulu_jax.sharding import MeshConfig, activate, make_mesh
 
@@ -12,6 +15,14 @@ from tulu_jax.sharding import MeshConfig, activate, make_mesh
 def test_auto_is_xla_off_tpu_and_splash_on_request():
     assert attention_implementation(preset("tiny")) == ("splash" if jax.default_backend() == "tpu" else "xla")
     assert attention_implementation(preset("tiny", attention="splash")) == "splash"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("attention", "flash", "model.attention.*splash"), ("splash_block_q", 100, "model.splash_block_q.*multiple of 128"),
+])
+def test_attention_settings_are_checked_with_their_names(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(LlamaConfig, {field: value}, where="model")
 
 
 def test_model_forward_and_backward_with_splash_equal_xla():
