@@ -127,6 +127,39 @@ def test_sharded_tables_grow_in_their_own_sharding(mesh):
     assert grown["norm"]["scale"] is sharded["norm"]["scale"]
 
 
+def test_a_size_the_mesh_no_longer_divides_replicates_that_dimension(mesh):
+    """jax refuses uneven shards: 66 rows over tensor=4 fall back to replicated rows, embed stays on fsdp."""
+    sharding = NamedSharding(mesh, PartitionSpec("tensor", "fsdp"))
+    table = jax.device_put(_tables(vocab=64)["embed_tokens"]["embedding"], sharding)
+    grown = resize_vocab({"embed_tokens": {"embedding": table}}, 66, tie_word_embeddings=True)
+    leaf = grown["embed_tokens"]["embedding"]
+    assert leaf.shape == (66, 16) and leaf.sharding.spec == PartitionSpec(None, "fsdp")
+    np.testing.assert_array_equal(np.asarray(leaf)[:64], np.asarray(table))
+
+
+@pytest.mark.parametrize("vocab_size", [264, 260])  # 260 rows: tensor=8 no longer divides the vocabulary
+def test_stage_shardings_for_the_grown_config_are_honoured(vocab_size):
+    """The stage's wiring: load with the checkpoint's shardings, grow into the shardings of the grown config."""
+    from tulu_jax.models.params import param_logical_axes, param_shapes
+    from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
+
+    stage_mesh = make_mesh(MeshConfig(fsdp=1, tensor=8))
+    config = preset("tiny")
+    grown_config = dataclasses.replace(config, vocab_size=vocab_size)
+
+    def shardings_for(c):
+        return tree_shardings(stage_mesh, param_logical_axes(c), param_shapes(c))
+
+    params = jax.jit(lambda key: init_params(config, key), out_shardings=shardings_for(config))(jax.random.PRNGKey(0))
+    target = shardings_for(grown_config)
+    grown = resize_vocab(params, vocab_size, tie_word_embeddings=config.tie_word_embeddings, shardings=target)
+    for module, name in (("embed_tokens", "embedding"), ("lm_head", "kernel")):
+        assert grown[module][name].sharding == target[module][name]
+    assert jax.tree.structure(grown) == jax.tree.structure(target)
+    expected_rows = "tensor" if vocab_size == 264 else None
+    assert target["embed_tokens"]["embedding"].spec == PartitionSpec(expected_rows, None)
+
+
 def test_sharded_growth_never_gathers_the_table(mesh):
     """Compiled for 8 devices: no all-gather, and each device's output plus scratch stays under half the table."""
     sharding = NamedSharding(mesh, PartitionSpec("tensor", "fsdp"))

@@ -4,16 +4,18 @@ Tülu 3 adds ``<pad>`` to the Llama 3 tokenizer (128,257 tokens) and, like open-
 to a multiple of 8 (128,264 rows). New rows are the mean of the existing rows, as ``transformers``'
 ``resize_token_embeddings`` does (it samples around that mean with covariance 1e-9 × the rows' covariance, so
 its rows equal the mean to about 1e-5 of the rows' spread). Growing runs as one jitted program per table whose
-output keeps the table's sharding: no host and no device ever holds the whole table.
+output is laid out by the given (or the table's own) sharding: no host and no device gathers the whole table.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+import math
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from tulu_jax.errors import CheckpointError, ConfigError
 
@@ -41,9 +43,16 @@ def vocab_size_of(params: Params) -> int:
     return int(params["embed_tokens"]["embedding"].shape[0])
 
 
-def resize_vocab(params: Params, vocab_size: int, *, tie_word_embeddings: bool = False) -> Params:
+def resize_vocab(
+    params: Params, vocab_size: int, *, tie_word_embeddings: bool = False, shardings: Optional[Params] = None
+) -> Params:
     """``params`` with ``vocab_size`` embedding rows (and LM-head columns when untied); new rows are the mean
-    of the old ones. The same size returns ``params`` unchanged; a smaller size is refused."""
+    of the old ones. The same size returns ``params`` unchanged; a smaller size is refused.
+
+    ``shardings``: a pytree like the grown params (only ``embed_tokens.embedding`` and ``lm_head.kernel`` are
+    read), e.g. the stage's shardings for the grown config. Without it a table keeps its own sharding, with
+    any dimension the grown size no longer divides replicated (as ``tulu_jax.sharding`` lays out such dims).
+    """
     current = vocab_size_of(params)
     if vocab_size < current:
         raise ConfigError(
@@ -54,8 +63,9 @@ def resize_vocab(params: Params, vocab_size: int, *, tie_word_embeddings: bool =
     if vocab_size == current:
         return params
     resized = dict(params)
-    resized["embed_tokens"] = {**params["embed_tokens"],
-                               "embedding": _grow(params["embed_tokens"]["embedding"], vocab_size, axis=0)}
+    embedding_sharding = _target(shardings, "embed_tokens", "embedding")
+    resized["embed_tokens"] = {**params["embed_tokens"], "embedding": _grow(
+        params["embed_tokens"]["embedding"], vocab_size, axis=0, sharding=embedding_sharding)}
     if not tie_word_embeddings and "lm_head" in params:
         kernel = params["lm_head"]["kernel"]  # [embed, vocab]
         if kernel.shape[1] != current:
@@ -63,15 +73,36 @@ def resize_vocab(params: Params, vocab_size: int, *, tie_word_embeddings: bool =
                 f"the LM head has {kernel.shape[1]} vocabulary columns but the embedding has {current} rows; "
                 "the checkpoint is inconsistent"
             )
-        resized["lm_head"] = {**params["lm_head"], "kernel": _grow(kernel, vocab_size, axis=1)}
+        resized["lm_head"] = {**params["lm_head"], "kernel": _grow(
+            kernel, vocab_size, axis=1, sharding=_target(shardings, "lm_head", "kernel"))}
     return resized
 
 
-def _grow(table: jax.Array, size: int, *, axis: int) -> jax.Array:
-    """``table`` extended along ``axis`` to ``size`` with the mean over that axis, in the table's sharding."""
-    sharding = getattr(table, "sharding", None)
+def _target(shardings: Optional[Params], module: str, name: str) -> Any:
+    return None if shardings is None else shardings[module][name]
+
+
+def _grow(table: jax.Array, size: int, *, axis: int, sharding: Any = None) -> jax.Array:
+    """``table`` extended along ``axis`` to ``size`` with the mean over that axis, laid out by ``sharding``
+    (default: the table's own, fitted to the new shape)."""
+    shape = tuple(size if dim == axis else extent for dim, extent in enumerate(table.shape))
+    if sharding is None:
+        sharding = _fitted(getattr(table, "sharding", None), shape)
     grow = jax.jit(functools.partial(_grow_fn, size=size, axis=axis), out_shardings=sharding)
     return grow(table)
+
+
+def _fitted(sharding: Any, shape: tuple[int, ...]) -> Any:
+    """``sharding`` with every dimension that ``shape`` does not divide evenly replicated (jax refuses
+    uneven shards: 128,264 rows over a tensor axis of 16, say)."""
+    if not isinstance(sharding, NamedSharding):
+        return sharding
+    spec = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+    for dim, entry in enumerate(spec):
+        axes = (entry,) if isinstance(entry, str) else (entry or ())
+        if shape[dim] % math.prod(sharding.mesh.shape[name] for name in axes):
+            spec[dim] = None
+    return NamedSharding(sharding.mesh, PartitionSpec(*spec))
 
 
 def _grow_fn(table: jax.Array, *, size: int, axis: int) -> jax.Array:
