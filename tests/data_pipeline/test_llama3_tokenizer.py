@@ -17,6 +17,7 @@ from data_pipeline.errors import DataError
 from data_pipeline.examples import IGNORE_INDEX, ExampleEncoder
 from data_pipeline.tokenizer import load_tokenizer
 from tests.data_pipeline.test_chat_template import CONVERSATIONS, EXPECTED, MULTI, SINGLE, _trained_text
+from tests.data_pipeline.test_segment_tokenization import gsm8k_conversations
 from tests.helpers.llama3_tokenizer import BOS, EOS, EOT, LLAMA3_INSTRUCT_TEMPLATE, build_llama3_tokenizer
 
 TEXTS = [
@@ -43,7 +44,8 @@ def test_conversion_matches_meta_tiktoken(tulu_tokenizer):
     from llama_models.llama3.tokenizer import Tokenizer
 
     meta = Tokenizer.get_instance()
-    for text in TEXTS:
+    gsm8k = [m["content"] for messages in gsm8k_conversations() for m in messages]  # 2,638 real texts
+    for text in TEXTS + gsm8k:
         assert tulu_tokenizer.encode(text) == meta.encode(text, bos=False, eos=False, allowed_special="all"), text
     assert (tulu_tokenizer.bos_id, tulu_tokenizer.eos_id) == (meta.bos_id, meta.eos_id) == (128000, 128001)
 
