@@ -5,6 +5,7 @@ Every record comes with its ``Origin`` (file and line or row) so later errors ca
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zlib
@@ -14,6 +15,7 @@ from typing import Any, Iterator
 
 from data_pipeline.config import SourceConfig
 from data_pipeline.errors import DataError
+from data_pipeline.paths import as_path, is_remote
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def read_source(source: SourceConfig) -> Iterator[Record]:
     if source.format == "tfds":
         yield from read_tfds(source.path, source.split)
         return
-    path = Path(source.path)
+    path = as_path(source.path)
     if not path.exists():
         raise DataError(f"data source not found: {path}")
     fmt = detect_format(path) if source.format == "auto" else source.format
@@ -83,8 +85,9 @@ def read_jsonl(path: Path) -> Iterator[Record]:
 
     Lines are read as bytes and decoded one by one, so bytes that are not UTF-8 and a truncated or corrupt
     gzip stream are errors naming the file and line rather than a traceback from the codec."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with path.open("rb") as raw_handle, (
+        gzip.GzipFile(fileobj=raw_handle) if path.name.endswith(".gz") else contextlib.nullcontext(raw_handle)
+    ) as handle:
         for line_number, raw in _numbered_lines(handle, path):
             origin = Origin(str(path), line_number, "line")
             try:
@@ -138,7 +141,7 @@ def read_parquet(path: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path.open("rb") if is_remote(path) else str(path))
     except Exception as error:  # pyarrow raises several types for unreadable files
         raise DataError(f"{path}: not a readable Parquet file ({error})") from None
     yield from _iter_table_rows(parquet.iter_batches(batch_size=1024), str(path))
@@ -172,7 +175,7 @@ def read_hf_disk(path: Path, split: str) -> Iterator[Record]:
 def _read_arrow_stream(file: Path) -> Iterator[Record]:
     import pyarrow as pa
 
-    with pa.memory_map(str(file), "r") as source:
+    with (pa.BufferReader(file.read_bytes()) if is_remote(file) else pa.memory_map(str(file), "r")) as source:
         try:
             reader = pa.ipc.open_stream(source)
         except pa.ArrowInvalid:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from data_pipeline.errors import DataError
+from data_pipeline.paths import as_path
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class Tokenizer(Protocol):
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """A HF tokenizer directory (tokenizer.json + tokenizer_config.json) or a sentencepiece ``.model`` file."""
-    path = Path(path)
     if not str(path):
         raise DataError("data.tokenizer is not set: give a HF tokenizer directory or a sentencepiece .model file")
+    path = as_path(path)
     if path.is_file() and path.suffix == ".model":
         return SentencePieceTokenizer(path)
     if path.is_dir() and (path / "tokenizer.json").is_file():
@@ -72,7 +73,7 @@ class HFTokenizer:
         from tokenizers import Tokenizer as RustTokenizer
 
         self.directory = directory
-        self._tokenizer = RustTokenizer.from_file(str(directory / "tokenizer.json"))
+        self._tokenizer = RustTokenizer.from_str((directory / "tokenizer.json").read_text())  # local or gs://
         config: dict[str, Any] = {}
         for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the latter wins
             if (directory / name).is_file():

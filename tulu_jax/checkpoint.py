@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from data_pipeline.paths import as_path
 from tulu_jax import distributed
 from tulu_jax.errors import CheckpointError
 
@@ -59,7 +60,8 @@ class Checkpointer:
     """Saves and restores ``TrainState``s plus JSON side items under ``directory``."""
 
     def __init__(self, directory: str | Path, config: CheckpointConfig = CheckpointConfig()):
-        self.directory = Path(directory).absolute()
+        self.directory = as_path(directory)
+        self.directory = self.directory if "://" in str(self.directory) else self.directory.absolute()
         self.config = config
         options = ocp.CheckpointManagerOptions(
             max_to_keep=config.keep,
@@ -248,7 +250,7 @@ def _all_processes_agree(ok: bool) -> bool:
 
 def find_checkpoint_dir(path: str | Path) -> Path:
     """The checkpoints directory of a run directory, or ``path`` itself when it already is one."""
-    path = Path(path)
+    path = as_path(path)
     if (path / "checkpoints").is_dir():
         return path / "checkpoints"
     if path.is_dir():
@@ -258,5 +260,5 @@ def find_checkpoint_dir(path: str | Path) -> Path:
 
 def clear(directory: str | Path) -> None:
     """Remove every checkpoint under ``directory`` (used when a run is started afresh on purpose)."""
-    if jax.process_index() == 0 and Path(directory).exists():
+    if jax.process_index() == 0 and as_path(directory).exists():
         shutil.rmtree(directory)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from data_pipeline.paths import as_path
 from tulu_jax.errors import CheckpointError
 
 CACHE_FORMAT = 1
@@ -41,7 +42,7 @@ def rows_fingerprint(rows: Mapping[str, np.ndarray]) -> str:
 
 def files_fingerprint(path: str | os.PathLike) -> str:
     """A hash of a file's contents, or of every file under a directory (names and contents)."""
-    path = epath.Path(path)
+    path = as_path(path)
     digest = hashlib.blake2b(digest_size=16)
     files = _files_under(path) if path.is_dir() else [path]
     for file in files:
@@ -56,7 +57,7 @@ def weights_identity(path: str | os.PathLike) -> dict[str, Any]:
     Hashing hundreds of gigabytes of weights would take longer than the reference pass it saves; a
     rewritten checkpoint changes its files' sizes or modification times, so it gets a new key.
     """
-    path = epath.Path(path)
+    path = as_path(path)
     path = path if "://" in str(path) else path.absolute()
     if not path.exists():
         raise CheckpointError(f"reference model {path} does not exist")
@@ -128,7 +129,7 @@ class ReferenceCache:
     """A directory of ``<key>.npz`` files of reference log-probs."""
 
     def __init__(self, directory: str | os.PathLike):
-        self.directory = epath.Path(directory)
+        self.directory = as_path(directory)
 
     def path(self, key: str) -> epath.Path:
         return self.directory / f"{key}.npz"

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
 
 from tulu_jax.errors import ConfigError
 
@@ -20,34 +20,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-hf", metavar="DIR", help="a Hugging Face Llama directory (config.json + safetensors)")
     source.add_argument("--checkpoint", metavar="RUN", help="a stage's output_dir or its checkpoints/ directory")
-    parser.add_argument("--to-hf", metavar="OUT", required=True, help="directory to write the Hugging Face model to")
+    parser.add_argument("--to-hf", metavar="OUT", required=True,
+                        help="directory to write the Hugging Face model to (local, file:// or gs://)")
     parser.add_argument("--step", type=int, help="with --checkpoint: which step (default: the newest)")
     parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer files to copy (default: the source's, if any)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="tensor dtype to write (default: as stored)")
     parser.add_argument("--max-shard-gb", type=float, default=5.0, help="largest safetensors shard (default 5 GB)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty --to-hf directory whole (without it, a non-empty one is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tulu_jax.hf import load_hf_checkpoint, save_hf_checkpoint
+    import jax
 
-    out = Path(args.to_hf)
+    from data_pipeline.paths import as_path
+    from tulu_jax.hf import read_hf_config, write_hf_side_files
+    from tulu_jax.hf.safetensors_index import SafetensorsIndex
+    from tulu_jax.hf.sharded_load import load_hf_params_sharded
+    from tulu_jax.hf.streamed_export import export_params_streamed
+    from tulu_jax.models import param_logical_axes
+    from tulu_jax.models.params import param_shapes
+    from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
+
+    out = as_path(args.to_hf)
     if args.from_hf:
-        if Path(args.from_hf).resolve() == out.resolve():
+        source = as_path(args.from_hf)
+        if _same_place(source, out):
             raise ConfigError("--to-hf must differ from --from-hf (the source is read while the output is written)")
-        config, params = load_hf_checkpoint(Path(args.from_hf), param_dtype=args.dtype or "float32")
+        stored = SafetensorsIndex(source).tensors["model.embed_tokens.weight"].dtype
+        config = read_hf_config(source).replace(param_dtype="bfloat16" if "bfloat16" in str(stored) else "float32")
+        mesh = make_mesh(MeshConfig(), jax.devices())
+        params = load_hf_params_sharded(source, config, tree_shardings(mesh, param_logical_axes(config),
+                                                                       param_shapes(config)))
         tokenizer = args.tokenizer or args.from_hf
-        source = args.from_hf
     else:
+        from tulu_jax.checkpoint import find_checkpoint_dir
         from tulu_jax.hf.from_checkpoint import checkpoint_model
 
+        source = as_path(args.checkpoint)
+        if _same_place(source, out) or _same_place(find_checkpoint_dir(source), out):
+            raise ConfigError("--to-hf must not be the run or checkpoint directory it reads")
         config, params, run_config = checkpoint_model(args.checkpoint, args.step)
         tokenizer = args.tokenizer or run_config.get("data", {}).get("tokenizer")
-        source = args.checkpoint
-    tokenizer_dir = Path(tokenizer) if tokenizer and Path(tokenizer).is_dir() else None
-    if tokenizer_dir is not None and not any((tokenizer_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+    tokenizer_dir = as_path(tokenizer) if tokenizer and as_path(tokenizer).is_dir() else None
+    if tokenizer_dir is not None and not any((tokenizer_dir / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
         tokenizer_dir = None
-    save_hf_checkpoint(out, params, config, dtype=args.dtype, tokenizer_dir=tokenizer_dir,
-                       max_shard_bytes=int(args.max_shard_gb * 2**30))
-    print(f"wrote {out} ({config.num_params():,} parameters, {config.num_layers} layers) from {source}"
-          + ("" if tokenizer_dir else "; no tokenizer files copied (pass --tokenizer DIR)"))
+    if jax.process_index() == 0 and out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise ConfigError(f"--to-hf {out} exists and is not empty; pass --overwrite to replace it whole")
+    written_dtype = args.dtype or config.param_dtype
+    export_params_streamed(
+        str(out), params, config, dtype=written_dtype, max_shard_bytes=int(args.max_shard_gb * 2**30),
+        write_files=lambda folder: write_hf_side_files(folder, config, written_dtype, tokenizer_dir),
+    )
+    if jax.process_index() == 0:
+        print(f"wrote {out} ({config.num_params():,} parameters, {config.num_layers} layers) from {source}"
+              + ("" if tokenizer_dir else "; no tokenizer files copied (pass --tokenizer DIR)"))
     return 0
+
+
+def _same_place(first, second) -> bool:
+    if "://" in str(first) or "://" in str(second):
+        return str(first).rstrip("/") == str(second).rstrip("/")
+    return os.path.realpath(first) == os.path.realpath(second)

@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 from etils import epath
 
+from data_pipeline.paths import as_path
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import IGNORED_SUFFIXES, LAYER_RULES, expected_hf_names
 from tulu_jax.hf.safetensors_io import read_checkpoint_dir, write_checkpoint_dir
@@ -30,7 +31,7 @@ TOKENIZER_FILES = (
 
 
 def read_hf_config(directory) -> LlamaConfig:
-    path = epath.Path(directory) / "config.json"
+    path = as_path(directory) / "config.json"
     if not path.exists():
         raise CheckpointError(f"{directory} is not a Hugging Face model directory: config.json is missing")
     return from_hf_dict(json.loads(path.read_text()), where=str(path))
@@ -141,14 +142,14 @@ def save_hf_checkpoint(
 
 def write_hf_side_files(directory: epath.Path, config: LlamaConfig, dtype: str, tokenizer_dir=None) -> None:
     """``config.json``, ``generation_config.json`` and the tokenizer files beside the weights."""
-    directory = epath.Path(directory)
+    directory = as_path(directory)
     (directory / "config.json").write_text(json.dumps(to_hf_dict(config, torch_dtype=dtype), indent=2) + "\n")
     generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     if tokenizer_dir is not None:
         copied = 0
         for name in TOKENIZER_FILES:
-            source = epath.Path(tokenizer_dir) / name
+            source = as_path(tokenizer_dir) / name
             if source.exists():
                 source.copy(directory / name, overwrite=True)
                 copied += 1

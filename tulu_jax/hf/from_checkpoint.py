@@ -1,21 +1,29 @@
-"""Read the model out of a stage's Orbax checkpoint (params and the model config saved beside them)."""
+"""Read the model out of a stage's Orbax checkpoint: only the params, restored straight into their shards.
+
+The optimizer state is never read. The params are laid out on a mesh of all devices by the logical-axis
+rules, so every process reads only the slices its devices hold, as the sharded HF load does.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 from tulu_jax.checkpoint import find_checkpoint_dir
 from tulu_jax.config import from_dict
 from tulu_jax.errors import CheckpointError
+from tulu_jax.models import param_logical_axes
 from tulu_jax.models.config import LlamaConfig
+from tulu_jax.models.params import param_shapes
+from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
 
 
-def checkpoint_model(path: str | Path, step: Optional[int] = None) -> tuple[LlamaConfig, Any, dict]:
-    """``(model config, host params, run config)`` of a run's checkpoint (the newest unless ``step``)."""
-    directory = find_checkpoint_dir(path).absolute()
+def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tuple[LlamaConfig, Any, dict]:
+    """``(model config, sharded params, run config)`` of a run's checkpoint (the newest unless ``step``)."""
+    directory = find_checkpoint_dir(path)
     with ocp.CheckpointManager(directory, item_names=("state", "data", "config")) as manager:
         steps = sorted(manager.all_steps())
         if not steps:
@@ -25,12 +33,23 @@ def checkpoint_model(path: str | Path, step: Optional[int] = None) -> tuple[Llam
         elif step not in steps:
             raise CheckpointError(f"{directory} has no checkpoint for step {step}; it has {steps}")
         run_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config or {}
-        if "resolved_model" not in run_config:
+        model_fields = run_config.get("resolved_model") or run_config.get("resolved_policy")
+        if not model_fields:
             raise CheckpointError(f"{directory}/{step}: the saved config has no resolved_model; cannot tell the shapes")
-        config = from_dict(LlamaConfig, run_config["resolved_model"], where=f"{directory}/{step} config")
-        # No target: Orbax gives back the saved tree as host arrays; only the params are kept.
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-    params = state["params"] if isinstance(state, dict) else state.params
-    if isinstance(params, dict) and "policy" in params:  # an RLVR state holds policy and value models
-        params = params["policy"]
-    return config, params, run_config
+        config = from_dict(LlamaConfig, model_fields, where=f"{directory}/{step} config")
+        handler = ocp.StandardCheckpointHandler()
+        saved = handler.metadata(directory / str(step) / "state").tree  # shapes and dtypes, no array read
+        handler.close()
+        saved_params = saved["params"] if isinstance(saved, dict) else saved.params
+        nested = isinstance(saved_params, dict) and "policy" in saved_params  # an RLVR state: policy and value
+        leaf = jax.tree.leaves(saved_params["policy"] if nested else saved_params)[0]
+        config = config.replace(param_dtype="bfloat16" if "bfloat16" in str(leaf.dtype) else "float32")
+        mesh = make_mesh(MeshConfig(), jax.devices())
+        shardings = tree_shardings(mesh, param_logical_axes(config), param_shapes(config))
+        abstract = jax.tree.map(lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+                                param_shapes(config), shardings)
+        item = {"params": {"policy": abstract} if nested else abstract}
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
+    params = restored.state["params"]
+    return config, (params["policy"] if nested else params), run_config

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 from etils import epath
 
+from data_pipeline.paths import as_path
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.safetensors_io import _DTYPES
 
@@ -87,7 +88,7 @@ class SafetensorsIndex:
     """Every tensor of a HF model directory (local or ``gs://``), located but not read."""
 
     def __init__(self, directory: str | os.PathLike):
-        self.directory = epath.Path(directory)
+        self.directory = as_path(directory)
         self.tensors: dict[str, TensorLocation] = {}
         for file in self._files():
             data_start, header = read_header(file)

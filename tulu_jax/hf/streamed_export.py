@@ -23,6 +23,7 @@ import ml_dtypes
 import numpy as np
 from etils import epath
 
+from data_pipeline.paths import as_path
 from tulu_jax import distributed
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
@@ -91,7 +92,7 @@ def export_params_streamed(
     ``dtype`` ("float32" or "bfloat16") defaults to the params' own dtype. ``write_files(tmp_dir)`` adds the
     other files (config.json, tokenizer) on process 0 before the directory is renamed into place.
     """
-    directory = epath.Path(directory)
+    directory = as_path(directory)
     tensors = plan_tensors(params, config)
     export_dtype = _numpy_dtype(dtype, tensors[0].leaf.dtype)
     primary = jax.process_index() == 0

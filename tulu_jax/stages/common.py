@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from etils import epath
 
+from data_pipeline.paths import as_path
 from data_pipeline.work_share import WorkShare
 from tulu_jax import distributed
 from tulu_jax.config import from_dict, to_dict
@@ -41,9 +42,9 @@ class ModelConfig:
 
 def model_directory(source: str) -> Optional[epath.Path]:
     """The HF directory behind ``source`` (a local path or a URL such as ``gs://``), or None for a preset."""
-    if source in PRESETS and not epath.Path(source).exists():
+    if source in PRESETS and not as_path(source).exists():
         return None
-    path = epath.Path(source)
+    path = as_path(source)
     if (path / "config.json").exists():
         return path
     if (path / EXPORT_DIR / "config.json").exists():
@@ -97,7 +98,7 @@ def export_hf(
     generation_config.json so that generation stops where training taught the model to stop.
     """
     config = config.replace(**{f"{name}_token_id": value for name, value in special_ids.items()})
-    tokenizer_path = epath.Path(tokenizer_dir) if tokenizer_dir and epath.Path(tokenizer_dir).is_dir() else None
+    tokenizer_path = as_path(tokenizer_dir) if tokenizer_dir and as_path(tokenizer_dir).is_dir() else None
 
     def write_files(folder: epath.Path) -> None:
         written_dtype = dtype or str(jax.tree.leaves(params)[0].dtype)
@@ -125,7 +126,7 @@ def data_work_share(output_dir: str) -> WorkShare:
     like checkpoints), written by each process and read by all between two barriers."""
     if jax.process_count() == 1:
         return WorkShare()
-    folder = epath.Path(output_dir) / f".data-exchange-{distributed.agreed('data exchange', uuid.uuid4().hex[:12])}"
+    folder = as_path(output_dir) / f".data-exchange-{distributed.agreed('data exchange', uuid.uuid4().hex[:12])}"
 
     def exchange(name: str, payload: bytes) -> list[bytes]:
         parts_dir = folder / name  # one folder per exchange, removed once every process has read it

@@ -14,8 +14,8 @@ from typing import Any, Callable, Literal, Optional
 
 import jax
 import jax.numpy as jnp
-from etils import epath
 
+from data_pipeline.paths import as_path
 from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
@@ -113,7 +113,7 @@ def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> C
 
 def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> DPOResult:
     """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``."""
-    output_dir = Path(config.output_dir)
+    output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     cache_hit, computed = None, [0]
     if objective.uses_reference and objective.reference == "cached":
         reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
-        cache_dir = objective.reference_cache_dir or str(epath.Path(config.output_dir) / "reference_logps")
+        cache_dir = objective.reference_cache_dir or str(as_path(config.output_dir) / "reference_logps")
         pass_batch = objective.reference_batch_size or micro_batch
         check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
         pair_device = pt.to_device_fn(mesh, PAIR_KEYS)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from data_pipeline.paths import as_path
 from data_pipeline.config import DataConfig
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import from_dict, to_dict, to_yaml
@@ -96,7 +97,7 @@ def initial_scalar_head_params(model: ModelConfig, model_config: LlamaConfig, se
 
 def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
     """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
-    output_dir = Path(config.output_dir)
+    output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,7 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
 
 def save_reward_model(directory: Path, params: Any, model_config: LlamaConfig) -> Path:
     """Write the scalar-head params (Orbax) and ``model_config.json`` into ``directory``."""
-    directory = Path(directory).absolute()
+    directory = as_path(directory)
     checkpointer = ocp.StandardCheckpointer()  # every process writes the shards it holds
     checkpointer.save(directory / "params", params, force=True)
     checkpointer.wait_until_finished()
@@ -161,7 +162,7 @@ def load_reward_model(path: str | Path) -> tuple[LlamaConfig, Any]:
 
     ``path`` is the reward-model run's output_dir or its ``reward_model/`` export directory.
     """
-    path = Path(path).absolute()
+    path = as_path(path)
     directory = path / EXPORT_DIR if (path / EXPORT_DIR / "model_config.json").is_file() else path
     config_file = directory / "model_config.json"
     if not config_file.is_file() or not (directory / "params").is_dir():

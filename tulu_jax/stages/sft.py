@@ -14,6 +14,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from data_pipeline.paths import as_path
 from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
 from data_pipeline.loader import BatchLoader, make_global_batch
@@ -113,7 +114,7 @@ def summarize(metrics: dict) -> dict:
 
 def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
     """Train, checkpoint and export; returns the export directory. ``resume=True`` insists on a checkpoint."""
-    output_dir = Path(config.output_dir)
+    output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:
         output_dir.mkdir(parents=True, exist_ok=True)

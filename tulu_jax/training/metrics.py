@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 
+from data_pipeline.paths import as_path
 from tulu_jax.errors import ConfigError
 
 
@@ -38,7 +39,7 @@ class MetricsLogger:
         self._jsonl = self._tensorboard = self._wandb = None
         if not self.enabled:
             return
-        output_dir = Path(output_dir)
+        output_dir = as_path(output_dir)
         if output_dir.exists() and not output_dir.is_dir():
             raise ConfigError(f"output_dir {output_dir} is a file, not a directory; choose another output_dir")
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ class MetricsLogger:
             return 0
         self._jsonl.flush()
         kept, dropped = [], 0
-        for line in self._path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in self._path.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
                 keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
@@ -86,7 +87,7 @@ class MetricsLogger:
             self._jsonl.close()
             temporary = self._path.with_name(self._path.name + ".tmp")
             temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(temporary, self._path)
+            temporary.replace(self._path)
             self._jsonl = self._path.open("a")
         return dropped
 

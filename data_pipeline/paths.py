@@ -1,0 +1,27 @@
+"""Every user-given location (output_dir, model.source, data sources, the tokenizer, caches) as a path.
+
+Local paths, ``file://`` URLs and ``gs://`` URLs all become ``etils.epath.Path``s, the path type Orbax
+itself uses, so nothing ever turns ``gs://bucket/run`` into a local folder named ``gs:``. This module sits
+at the bottom of the import graph so the data pipeline and ``tulu_jax`` share it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from etils import epath
+
+FILE_SCHEME = "file://"
+
+
+def as_path(location: str | os.PathLike) -> epath.Path:
+    """The path behind ``location``: ``file:///a/b`` is the local ``/a/b``; ``gs://…`` stays a URL."""
+    text = os.fspath(location) if not isinstance(location, str) else location
+    if text.startswith(FILE_SCHEME):
+        text = text[len(FILE_SCHEME):] or "/"
+    return epath.Path(text)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """True for object-store URLs (``gs://``…), which have no local file behind them."""
+    return "://" in os.fspath(as_path(path))
