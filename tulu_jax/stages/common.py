@@ -20,7 +20,10 @@ from tulu_jax.errors import CheckpointError, ConfigError
 from tulu_jax.hf import read_hf_config, write_hf_side_files
 from tulu_jax.hf.sharded_load import load_hf_params_sharded
 from tulu_jax.hf.streamed_export import export_params_streamed
-from tulu_jax.models import PRESETS, LlamaConfig, init_params, preset
+from tulu_jax.models import PRESETS, LlamaConfig, init_params, param_logical_axes, preset
+from tulu_jax.models.params import param_shapes
+from tulu_jax.models.vocab_resize import DEFAULT_MULTIPLE, resize_vocab, vocab_size_for_tokenizer
+from tulu_jax.sharding import tree_shardings
 from tulu_jax.training.state import init_params_sharded
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ class ModelConfig:
 
     source: str = "tiny"
     overrides: dict = field(default_factory=dict)
+    # A checkpoint whose vocabulary is smaller than the tokenizer (Tülu adds <pad> to Llama 3's 128,256 tokens)
+    # grows to the tokenizer size rounded up to this multiple (128,264), new rows the mean of the old ones.
+    resize_vocab_multiple: int = DEFAULT_MULTIPLE
 
 
 def model_directory(source: str) -> Optional[epath.Path]:
@@ -55,8 +61,9 @@ def model_directory(source: str) -> Optional[epath.Path]:
     )
 
 
-def resolve_model_config(model: ModelConfig) -> LlamaConfig:
-    """The LlamaConfig the stage trains, without reading any weights."""
+def resolve_model_config(model: ModelConfig, tokenizer_vocab_size: Optional[int] = None) -> LlamaConfig:
+    """The LlamaConfig the stage trains, without reading any weights; a checkpoint's vocabulary grows to fit
+    ``tokenizer_vocab_size`` (see ``ModelConfig.resize_vocab_multiple``)."""
     directory = model_directory(model.source)
     if directory is None:
         try:
@@ -69,7 +76,11 @@ def resolve_model_config(model: ModelConfig) -> LlamaConfig:
             f"model.overrides {not_policy} would change the shapes of the checkpoint {directory}; "
             f"only {', '.join(POLICY_FIELDS)} may be overridden"
         )
-    return read_hf_config(directory).replace(**model.overrides)
+    config = read_hf_config(directory).replace(**model.overrides)
+    if tokenizer_vocab_size is not None:
+        config = config.replace(vocab_size=vocab_size_for_tokenizer(
+            tokenizer_vocab_size, config.vocab_size, model.resize_vocab_multiple))
+    return config
 
 
 def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int, shardings: Any) -> Any:
@@ -78,7 +89,16 @@ def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int, shardi
     directory = model_directory(model.source)
     if directory is None:
         return init_params_sharded(lambda key: init_params(config, key), seed, shardings)
-    return load_hf_params_sharded(directory, config, shardings)
+    stored = read_hf_config(directory).vocab_size
+    if stored == config.vocab_size:
+        return load_hf_params_sharded(directory, config, shardings)
+    as_stored = config.replace(vocab_size=stored)
+    mesh = jax.tree.leaves(shardings)[0].mesh
+    params = load_hf_params_sharded(directory, as_stored, tree_shardings(mesh, param_logical_axes(as_stored),
+                                                                         param_shapes(as_stored)))
+    log.info("vocabulary grown from %d to %d rows for the tokenizer (new rows: the mean of the old ones)",
+             stored, config.vocab_size)
+    return resize_vocab(params, config.vocab_size, tie_word_embeddings=config.tie_word_embeddings, shardings=shardings)
 
 
 def export_hf(

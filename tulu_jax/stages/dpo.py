@@ -7,6 +7,7 @@ jitted step → the shared loop → Hugging Face export. Formulas: ../shared/REC
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +137,10 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     # The initial policy; it is also the reference unless dpo.reference_model names another model.
     state = create_train_state(load_model_params(config.model, model_config, config.seed, shardings.params), optimizer,
                                config.seed, shardings)
-    reference_model = ModelConfig(objective.reference_model, config.model.overrides) if objective.reference_model else config.model
-    reference_config = resolve_model_config(reference_model) if objective.reference_model else model_config
+    reference_model = dataclasses.replace(config.model, source=objective.reference_model) if objective.reference_model \
+        else config.model
+    reference_config = resolve_model_config(reference_model, prepared.tokenizer.vocab_size) \
+        if objective.reference_model else model_config
 
     def reference_params(copy: bool):
         if not objective.reference_model:

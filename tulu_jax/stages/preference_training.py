@@ -194,7 +194,7 @@ def prepare_pairs(config) -> PairSetup:
     prepared = prepare_data(config.data, kind="preference", log=log.info, share=data_work_share(config.output_dir))
     train_rows = with_example_index(prepared.train)
     eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
-    model_config = resolve_model_config(config.model)
+    model_config = resolve_model_config(config.model, prepared.tokenizer.vocab_size)
     check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
     mesh = make_mesh(config.mesh)
     micro_batch = training.batch_size // training.micro_batches

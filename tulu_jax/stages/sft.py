@@ -121,7 +121,7 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
 
     # Data: token rows and the checkpointable loader.
     prepared = prepare_data(config.data, kind="sft", log=log.info, share=data_work_share(config.output_dir))
-    model_config = resolve_model_config(config.model)
+    model_config = resolve_model_config(config.model, prepared.tokenizer.vocab_size)
     check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
     mesh = make_mesh(config.mesh)
     micro_batch = config.training.batch_size // config.training.micro_batches
