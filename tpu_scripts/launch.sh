@@ -29,4 +29,8 @@ on_all_workers "${name}" "${zone}" "set -e
   nohup .venv/bin/tulu-jax ${stage} --config $(printf '%q' "${config}")${overrides} \
     > ~/tulu-jax-logs/${run}.log 2>&1 < /dev/null &
   echo \"worker \$(hostname): started ${stage} (pid \$!)\""
+# Remembered on this workstation, so relaunch.sh can start the same run again after a preemption.
+record_dir="${TULU_TPU_STATE_DIR:-${HOME}/.tulu-jax-tpu}"
+mkdir -p "${record_dir}"
+printf '%q ' "$0" "${name}" "${zone}" "${stage}" "${config}" "$@" > "${record_dir}/${name}.launch"
 echo "follow it with: $(dirname "$0")/logs.sh ${name} ${zone} ${run}"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copy this checkout to every worker of a TPU VM and install tulu-jax with jax[tpu] there.
+# Copy this checkout to every worker of a TPU VM and install tulu-jax with jax[tpu] there
+# (tpu_scripts/install_worker.sh: uv makes a Python 3.11 venv; the TPU images ship 3.10).
 #
 # usage: setup.sh NAME ZONE [SOURCE_DIR]
 #   SOURCE_DIR defaults to the repository holding this script; it is copied to ~/tulu-jax on each worker.
@@ -22,12 +23,7 @@ tar -C "${source_dir}" -czf "${archive}" \
 gcloud compute tpus tpu-vm scp "${archive}" "${name}:~/tulu-jax.tar.gz" \
   --zone="${zone}" "${project[@]}" --worker=all
 
-jax_version="$(sed -n 's/.*"jax\[cpu\]==\([0-9.]*\)".*/\1/p' "${source_dir}/setup.py")"
-[[ -n "${jax_version}" ]] || die "could not read the pinned jax version from ${source_dir}/setup.py"
 on_all_workers "${name}" "${zone}" "set -e
   rm -rf ~/tulu-jax && mkdir -p ~/tulu-jax && tar -xzf ~/tulu-jax.tar.gz -C ~/tulu-jax
-  python3 -m venv ~/tulu-jax/.venv
-  ~/tulu-jax/.venv/bin/pip install --quiet --upgrade pip
-  ~/tulu-jax/.venv/bin/pip install --quiet -e ~/tulu-jax 'jax[tpu]==${jax_version}'
-  ~/tulu-jax/.venv/bin/python -c 'import jax; print(jax.process_index(), jax.device_count(), jax.devices()[0].device_kind)'"
+  bash ~/tulu-jax/tpu_scripts/install_worker.sh tpu"
 echo "tulu-jax is installed on every worker of ${name}"

@@ -106,3 +106,39 @@ def test_bad_arguments_are_refused_with_a_reason(fake_gcloud, script, args, mess
     assert result.returncode != 0
     assert message in result.stderr
     assert not record.exists()  # nothing was sent to gcloud
+
+
+def test_setup_installs_with_uv_and_relaunch_repeats_the_last_launch(fake_gcloud, tmp_path):
+    env, record = fake_gcloud
+    env = {**env, "TULU_TPU_STATE_DIR": str(tmp_path / "state")}
+    assert _run("launch.sh", "tulu-sft", "us-east5-a", "sft", "configs/tulu3_8b_sft.yaml",
+                "output_dir=gs://bucket/runs/sft", env=env).returncode == 0
+    record.unlink()
+    result = _run("relaunch.sh", "tulu-sft", "us-east5-a", env=env)
+    assert result.returncode == 0, result.stderr
+    calls = record.read_text()
+    copy = calls.index("compute tpus tpu-vm scp")
+    install = calls.index("bash ~/tulu-jax/tpu_scripts/install_worker.sh tpu")
+    launch = calls.index("tulu-jax sft --config configs/tulu3_8b_sft.yaml output_dir=gs://bucket/runs/sft")
+    assert copy < install < launch
+    assert _run("relaunch.sh", "never-launched", "us-east5-a", env=env).returncode != 0
+
+
+def test_the_worker_install_makes_a_python_3_11_venv_with_uv():
+    script = (SCRIPTS_DIR / "install_worker.sh").read_text()
+    assert 'venv --quiet --python 3.11' in script and "jax[${extra}]==${jax_version}" in script
+    result = subprocess.run(["bash", str(SCRIPTS_DIR / "install_worker.sh"), "gpu"], capture_output=True, text=True)
+    assert result.returncode != 0 and "JAX_EXTRA must be tpu or cpu" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_worker_install_runs_in_a_throwaway_checkout(tmp_path):
+    """setup.sh's install steps, for real (from PyPI), with jax[cpu] in place of jax[tpu]: a few minutes."""
+    repository = SCRIPTS_DIR.parent
+    archive = subprocess.run(["git", "-C", str(repository), "archive", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
+    result = subprocess.run(["bash", str(tmp_path / "tpu_scripts" / "install_worker.sh"), "cpu"],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    version = subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("Python 3.11")
