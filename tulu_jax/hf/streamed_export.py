@@ -40,7 +40,7 @@ class PlannedTensor:
     name: str
     leaf: Any  # the jax.Array holding it (all layers when stacked)
     layer: Optional[int]  # index on the leading layers axis of a stacked leaf
-    to_hf: Callable[[np.ndarray, LlamaConfig], np.ndarray]
+    layout: Layout  # how our array is made from the HF tensor
     hf_shape: tuple[int, ...]
 
     @property
@@ -51,20 +51,20 @@ class PlannedTensor:
 def plan_tensors(params: Any, config: LlamaConfig) -> list[PlannedTensor]:
     """Every HF tensor of ``params``, in name order."""
     planned = [
-        PlannedTensor("model.embed_tokens.weight", params["embed_tokens"]["embedding"], None, _same, ()),
-        PlannedTensor("model.norm.weight", params["norm"]["scale"], None, _same, ()),
+        ("model.embed_tokens.weight", params["embed_tokens"]["embedding"], None, Layout()),
+        ("model.norm.weight", params["norm"]["scale"], None, Layout()),
     ]
     if not config.tie_word_embeddings:
-        planned.append(PlannedTensor("lm_head.weight", params["lm_head"]["kernel"], None, _transpose, ()))
+        planned.append(("lm_head.weight", params["lm_head"]["kernel"], None, Layout(transposed=True)))
     for i in range(config.num_layers):
-        for hf_name, path, _, to_hf in LAYER_RULES:
+        for hf_name, path, _, _ in LAYER_RULES:
             leaf = _get(params["layers"], path) if config.scan_layers else _get(params[f"layers_{i}"], path)
-            planned.append(PlannedTensor(f"model.layers.{i}.{hf_name}", leaf, i if config.scan_layers else None, to_hf, ()))
-    layouts = {"model.embed_tokens.weight": Layout(), "model.norm.weight": Layout(), "lm_head.weight": Layout(transposed=True)}
+            planned.append((f"model.layers.{i}.{hf_name}", leaf, i if config.scan_layers else None,
+                            LAYER_LAYOUTS[hf_name]))
     result = []
-    for tensor in planned:
-        layout = layouts.get(tensor.name) or LAYER_LAYOUTS[tensor.name.split(".", 3)[3]]
-        result.append(PlannedTensor(tensor.name, tensor.leaf, tensor.layer, tensor.to_hf, hf_shape(tensor.our_shape, layout)))
+    for name, leaf, layer, layout in planned:
+        our_shape = tuple(leaf.shape[1:] if layer is not None else leaf.shape)
+        result.append(PlannedTensor(name, leaf, layer, layout, hf_shape(our_shape, layout)))
     return sorted(result, key=lambda tensor: tensor.name)
 
 
@@ -145,10 +145,16 @@ def _owned_pieces(tensor: PlannedTensor):
             start, stop, _ = index[0].indices(tensor.leaf.shape[0])
             if not start <= tensor.layer < stop:
                 continue
-            data, index = np.asarray(shard.data[tensor.layer - start]), index[1:]
+            data, index = np.asarray(_take_layer(shard.data, tensor.layer - start)), index[1:]
         else:
             data = np.asarray(shard.data)
         yield [list(s.indices(dim)[:2]) for s, dim in zip(index, tensor.our_shape)], data
+
+
+@jax.jit
+def _take_layer(stacked: jax.Array, layer) -> jax.Array:
+    """One layer of a device shard; the index is traced, so one program serves every layer."""
+    return jax.lax.dynamic_index_in_dim(stacked, layer, keepdims=False)
 
 
 def _stage_pieces(tensors: list[PlannedTensor], folder: epath.Path, dtype: np.dtype) -> None:
@@ -172,20 +178,36 @@ def _read_manifests(staging: epath.Path) -> dict[str, list[tuple[list, epath.Pat
 
 
 def _assemble(tensor: PlannedTensor, dtype: np.dtype, remote: dict) -> np.ndarray:
-    """The whole tensor in our layout (one layer), from owned and staged pieces."""
-    out = np.empty(tensor.our_shape, dtype)
+    """The whole HF tensor, each piece (owned or staged) placed straight into the HF layout: the only
+    buffer of the tensor's size, beside one piece at a time."""
+    out = np.empty(tensor.hf_shape, dtype)
     filled = 0
     for bounds, data in _owned_pieces(tensor):
-        out[tuple(slice(a, b) for a, b in bounds)] = data
+        _place(out, bounds, data, tensor)
         filled += data.size
     for bounds, file in remote.get(tensor.name, []):
-        region = tuple(slice(a, b) for a, b in bounds)
         shape = tuple(b - a for a, b in bounds)
-        out[region] = np.frombuffer(file.read_bytes(), dtype).reshape(shape)
+        _place(out, bounds, np.frombuffer(file.read_bytes(), dtype).reshape(shape), tensor)
         filled += math.prod(shape)
     if filled != out.size:
         raise CheckpointError(f"export of {tensor.name}: {filled} of {out.size} values were found; a process is missing")
     return out
+
+
+def _place(out: np.ndarray, bounds: list, data: np.ndarray, tensor: PlannedTensor) -> None:
+    """Write a piece of our layout (``bounds`` per our axis) into the HF array ``out``."""
+    layout = tensor.layout
+    if layout.split_axis is not None:
+        axis = layout.split_axis
+        inner = tensor.our_shape[axis + 1]
+        if list(bounds[axis + 1]) != [0, inner]:
+            raise CheckpointError(f"export of {tensor.name}: head_dim is split across devices, which export "
+                                  "does not support; keep head_dim unsharded in sharding.LOGICAL_AXIS_RULES")
+        bounds = bounds[:axis] + [[bounds[axis][0] * inner, bounds[axis][1] * inner]] + bounds[axis + 2:]
+        data = data.reshape(data.shape[:axis] + (-1,) + data.shape[axis + 2:])
+    if layout.transposed:
+        bounds, data = bounds[::-1], data.T
+    out[tuple(slice(a, b) for a, b in bounds)] = data
 
 
 def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], config: LlamaConfig, dtype: np.dtype,
@@ -215,8 +237,7 @@ def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], config: Llam
             sink.write(struct.pack("<Q", len(encoded)))
             sink.write(encoded)
             for tensor in shard:
-                hf = np.ascontiguousarray(tensor.to_hf(_assemble(tensor, dtype, remote), config))
-                sink.write(memoryview(hf.reshape(-1).view(np.uint8)))
+                sink.write(memoryview(_assemble(tensor, dtype, remote).reshape(-1).view(np.uint8)))
     if len(shards) > 1:
         weight_map = {tensor.name: file for file, shard in zip(names, shards) for tensor in shard}
         index = {"metadata": {"total_size": int(sum(nbytes.values()))}, "weight_map": dict(sorted(weight_map.items()))}
@@ -232,14 +253,6 @@ def _swap_into_place(temporary: epath.Path, directory: epath.Path) -> None:
     temporary.rename(directory)
     if old is not None:
         old.rmtree()
-
-
-def _same(array: np.ndarray, config: LlamaConfig) -> np.ndarray:
-    return array
-
-
-def _transpose(array: np.ndarray, config: LlamaConfig) -> np.ndarray:
-    return array.T
 
 
 def _get(tree: dict, path: tuple[str, ...]):
