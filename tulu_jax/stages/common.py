@@ -29,7 +29,8 @@ from tulu_jax.training.state import init_params_sharded
 log = logging.getLogger(__name__)
 
 # Fields of LlamaConfig that change how a model runs, not what it is: the only overrides a checkpoint takes.
-POLICY_FIELDS = ("param_dtype", "compute_dtype", "remat", "scan_layers")
+POLICY_FIELDS = ("param_dtype", "compute_dtype", "remat", "scan_layers", "attention", "splash_block_q",
+                 "splash_block_kv")
 EXPORT_DIR = "hf"
 
 
