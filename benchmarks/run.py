@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 
 BENCHMARKS = ("sft_step", "dpo_step", "generation", "rlvr_step", "decontamination", "data_pipeline",
-              "compile_time")
+              "compile_time", "host_memory")
 SECTION = re.compile(r"^## (\w+)\n\n```json\n(.*?)\n```", re.S | re.M)
 
 

@@ -37,3 +37,12 @@ def test_sft_dpo_and_convert_read_and_write_file_urls(tmp_path, monkeypatch):
     assert main(["convert", "--from-hf", f"{url}/converted", "--to-hf", f"{url}/dpo/hf", "--overwrite"]) == 0
     assert not [path.name for path in tmp_path.iterdir() if path.name.endswith(":")]
     assert data.exists() and tokenizer.exists() and pairs.exists()
+
+
+def test_gs_urls_stay_urls_and_file_urls_become_local_paths():
+    from data_pipeline.paths import as_path, is_remote
+
+    bucket = as_path("gs://bucket/runs/sft")
+    assert str(bucket / "hf" / "model.safetensors") == "gs://bucket/runs/sft/hf/model.safetensors"
+    assert is_remote(bucket) and not is_remote("file:///tmp/run") and not is_remote("runs/sft")
+    assert str(as_path("file:///tmp/run")) == "/tmp/run"
