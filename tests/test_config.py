@@ -65,7 +65,9 @@ def test_overrides_create_nested_sections():
 def test_cli_prints_config_errors_without_a_traceback(capsys):
     assert main(["sft", "--config", "configs/sft_tiny_cpu.yaml", "optimizer.learning_rat=1"]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "unknown key 'learning_rat'" in error and "Traceback" not in error
+    # The startup line (processes, devices) comes first; then the one-line error.
+    assert error.splitlines()[-1].startswith("error: ") and len(error.splitlines()) == 2
+    assert "unknown key 'learning_rat'" in error and "Traceback" not in error
 
 
 @pytest.mark.parametrize("command, config", [("sft", "configs/sft_tiny_cpu.yaml"), ("rlvr", "configs/rlvr_tiny_cpu.yaml")])
