@@ -108,7 +108,7 @@ def export_params_streamed(
         temporary = directory.parent / f".{directory.name}.tmp-{token}"
         temporary.mkdir(parents=True, exist_ok=True)
         remote = _read_manifests(staging) if jax.process_count() > 1 else {}
-        _write_shards(temporary, tensors, config, export_dtype, max_shard_bytes, remote)
+        _write_shards(temporary, tensors, export_dtype, max_shard_bytes, remote)
         if write_files is not None:
             write_files(temporary)
         _swap_into_place(temporary, directory)
@@ -210,8 +210,8 @@ def _place(out: np.ndarray, bounds: list, data: np.ndarray, tensor: PlannedTenso
     out[tuple(slice(a, b) for a, b in bounds)] = data
 
 
-def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], config: LlamaConfig, dtype: np.dtype,
-                  max_shard_bytes: int, remote: dict) -> None:
+def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], dtype: np.dtype, max_shard_bytes: int,
+                  remote: dict) -> None:
     nbytes = {tensor.name: math.prod(tensor.hf_shape) * dtype.itemsize for tensor in tensors}
     shards: list[list[PlannedTensor]] = [[]]
     size = 0
