@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 import numpy as np
 
@@ -44,10 +44,11 @@ def resolve_kind(config: DataConfig, sources: Sequence[SourceConfig]) -> str:
     raise DataError(f"data source {sources[0].display_name} is empty")
 
 
-def load_checked(source: SourceConfig, kind: str, config: DataConfig, summary: list[str]) -> list[Record]:
+def load_checked(source: SourceConfig, kind: str, config: DataConfig, summary: list[str],
+                 known_datasets: Optional[Collection[str]] = None) -> list[Record]:
     """All valid records of one source; invalid ones raise or are counted, per ``invalid_records``."""
     dropped = DropCounter()
-    records = list(validate_records(read_source(source), kind, config.invalid_records, dropped))
+    records = list(validate_records(read_source(source), kind, config.invalid_records, dropped, known_datasets))
     if dropped.total:
         summary.append(dropped.report(f"{source.display_name}: invalid {kind} records skipped"))
     if not records:
@@ -58,7 +59,8 @@ def load_checked(source: SourceConfig, kind: str, config: DataConfig, summary: l
     return records
 
 
-def mixed_records(config: DataConfig, kind: str, summary: list[str]) -> tuple[list[Record], list[Record]]:
+def mixed_records(config: DataConfig, kind: str, summary: list[str],
+                  known_datasets: Optional[Collection[str]] = None) -> tuple[list[Record], list[Record]]:
     """The training mixture and the evaluation records (from eval_sources, or held out by eval_fraction).
 
     ``eval_fraction`` is held out from each source before its amount is applied, so an upsampled record
@@ -68,7 +70,7 @@ def mixed_records(config: DataConfig, kind: str, summary: list[str]) -> tuple[li
     positions = iter(range(len(config.sources)))  # mix() loads the sources in order
 
     def load_training_part(source: SourceConfig) -> list[Record]:
-        records, position = load_checked(source, kind, config, summary), next(positions)
+        records, position = load_checked(source, kind, config, summary, known_datasets), next(positions)
         if config.eval_fraction <= 0:
             return records
         order = np.random.default_rng([config.seed, position, 1_000_003]).permutation(len(records))
@@ -80,7 +82,8 @@ def mixed_records(config: DataConfig, kind: str, summary: list[str]) -> tuple[li
     train, table = mix(config.sources, load_training_part, config.seed)
     summary.append("data mixture:\n" + format_mixture_table(table))
     if config.eval_sources:
-        evaluation, _ = mix(config.eval_sources, lambda s: load_checked(s, kind, config, summary), config.seed)
+        evaluation, _ = mix(config.eval_sources, lambda s: load_checked(s, kind, config, summary, known_datasets),
+                            config.seed)
     return train, evaluation
 
 
@@ -164,7 +167,7 @@ BUILDERS = {"sft": _sft_rows, "preference": _preference_rows, "rlvr": _rlvr_prom
 
 
 def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[str], None] = print,
-                 share: WorkShare = WorkShare()) -> PreparedData:
+                 share: WorkShare = WorkShare(), known_datasets: Optional[Collection[str]] = None) -> PreparedData:
     """Build the training (and evaluation) rows that ``config`` describes; ``kind`` overrides ``config.kind``.
 
     ``share`` divides tokenization among the processes of a multi-host run (each returns the same rows)."""
@@ -172,7 +175,7 @@ def prepare_data(config: DataConfig, kind: Optional[str] = None, log: Callable[[
         raise DataError("data.sources is empty: list at least one dataset (path, and optionally amount)")
     kind = kind or resolve_kind(config, config.sources)
     summary: list[str] = []
-    train_records, eval_records = mixed_records(config, kind, summary)
+    train_records, eval_records = mixed_records(config, kind, summary, known_datasets)
     tokenizer = load_tokenizer(config.tokenizer)
     encoder = ExampleEncoder(tokenizer, config)
     train = BUILDERS[kind](encoder, train_records, config, share, "train")

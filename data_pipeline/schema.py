@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator, Optional
 
 from data_pipeline.errors import DataError
 from data_pipeline.sources import Record
@@ -117,6 +117,12 @@ def check_preference(data: dict[str, Any]) -> dict[str, Any]:
     return {"chosen": chosen, "rejected": rejected}
 
 
+def _check_datasets(dataset: str | list[str], known: Collection[str]) -> None:
+    for name in [dataset] if isinstance(dataset, str) else dataset:
+        if name not in known:
+            raise InvalidRecord("unknown_dataset", f"dataset {name!r} names no verifier; known: {', '.join(sorted(known))}")
+
+
 def _check_labels(value: Any, field: str) -> str | list[str]:
     if isinstance(value, str) and value.strip():
         return value
@@ -142,13 +148,20 @@ CHECKS = {"sft": check_sft, "preference": check_preference, "rlvr": check_rlvr}
 
 
 def validate_records(
-    records: Iterable[Record], kind: str, policy: str, dropped: DropCounter
+    records: Iterable[Record], kind: str, policy: str, dropped: DropCounter,
+    known_datasets: Optional[Collection[str]] = None,
 ) -> Iterator[Record]:
-    """Yield checked records of ``kind``; on a bad one raise DataError (``error``) or count it (``skip``)."""
+    """Yield checked records of ``kind``; on a bad one raise DataError (``error``) or count it (``skip``).
+
+    ``known_datasets``: for RLVR records, the verifier names that exist (a record naming another is invalid,
+    found here with its file and line rather than at a rollout step)."""
     check = CHECKS[kind]
     for record in records:
         try:
-            yield Record(check(record.data), record.origin)
+            checked = check(record.data)
+            if kind == "rlvr" and known_datasets is not None:
+                _check_datasets(checked["dataset"], known_datasets)
+            yield Record(checked, record.origin)
         except InvalidRecord as problem:
             if policy == "error":
                 raise DataError(

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(Path(args.out) if args.out else None, inputs)
     kind = resolve_kind(config, config.sources)
     summary: list[str] = []
-    records, _ = mixed_records(config, kind, summary)
+    from tulu_jax.rewards.registry import registered_datasets
+
+    records, _ = mixed_records(config, kind, summary, registered_datasets())
     for line in summary:
         print(line)
     tokenizer = load_tokenizer(config.tokenizer)
