@@ -9,6 +9,7 @@ Errors a user can cause (``TuluError``) are printed without a traceback; ``--deb
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -19,6 +20,16 @@ from tulu_jax import __version__
 from tulu_jax.errors import TuluError
 
 import tulu_jax.commands as commands_package
+
+
+# Storage failures a user fixes outside the program: one line each, never a traceback.
+STORAGE_ERRORS = {
+    errno.ENOSPC: "free some space on that disk or choose another output_dir",
+    errno.EDQUOT: "the disk quota is used up; free some space or choose another output_dir",
+    errno.EROFS: "that file system is read-only; choose a writable output_dir",
+    errno.EACCES: "no permission to write there; choose another output_dir",
+    errno.ENOTDIR: "a path component is a file, not a directory",
+}
 
 
 def discover_commands() -> dict[str, ModuleType]:
@@ -73,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if args.debug or error.errno not in STORAGE_ERRORS:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror}; {STORAGE_ERRORS[error.errno]}. Nothing half-written is kept: "
+              "exports appear whole, checkpoints commit whole; rerun to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -67,6 +67,13 @@ class Layout:
     transposed: bool = False
     split_axis: Optional[int] = None  # axis of the (transposed) matrix that our array splits in two
 
+    def hf_shape(self, our_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The HF tensor shape behind an array of ours of ``our_shape``."""
+        shape = list(our_shape)
+        if self.split_axis is not None:
+            shape[self.split_axis : self.split_axis + 2] = [shape[self.split_axis] * shape[self.split_axis + 1]]
+        return tuple(shape[::-1] if self.transposed else shape)
+
 
 LAYER_LAYOUTS: dict[str, Layout] = {
     "self_attn.q_proj.weight": Layout(transposed=True, split_axis=1),

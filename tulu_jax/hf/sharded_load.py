@@ -16,6 +16,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.convert import check_tensor_names
 from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
 from tulu_jax.hf.safetensors_index import SafetensorsIndex
@@ -36,6 +37,9 @@ def load_hf_params_sharded(directory: str | os.PathLike, config: LlamaConfig, sh
 
     def leaf(source, shape, sharding):
         names, layout = source
+        layer_shape = shape.shape if isinstance(names, str) else shape.shape[1:]
+        for name in [names] if isinstance(names, str) else names:
+            _check_shape(index, name, layout.hf_shape(layer_shape), directory)
 
         def read(index_slices):
             if isinstance(names, str):
@@ -46,6 +50,16 @@ def load_hf_params_sharded(directory: str | os.PathLike, config: LlamaConfig, sh
         return jax.make_array_from_callback(shape.shape, sharding, read, dtype=target)
 
     return jax.tree.map(leaf, sources, shapes, shardings, is_leaf=lambda node: isinstance(node, tuple))
+
+
+def _check_shape(index: SafetensorsIndex, name: str, expected: tuple[int, ...], directory) -> None:
+    found = tuple(index.shape(name))
+    if found != expected:
+        raise CheckpointError(
+            f"{directory}: tensor {name} has shape {list(found)} but config.json implies {list(expected)}; "
+            "config.json (hidden_size, num_attention_heads, num_key_value_heads, head_dim, intermediate_size) "
+            "does not match the weights"
+        )
 
 
 def _sources(config: LlamaConfig) -> dict:

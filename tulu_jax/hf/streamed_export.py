@@ -64,17 +64,8 @@ def plan_tensors(params: Any, config: LlamaConfig) -> list[PlannedTensor]:
     result = []
     for name, leaf, layer, layout in planned:
         our_shape = tuple(leaf.shape[1:] if layer is not None else leaf.shape)
-        result.append(PlannedTensor(name, leaf, layer, layout, hf_shape(our_shape, layout)))
+        result.append(PlannedTensor(name, leaf, layer, layout, layout.hf_shape(our_shape)))
     return sorted(result, key=lambda tensor: tensor.name)
-
-
-def hf_shape(our_shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-    """The HF tensor shape behind an array of ours (the inverse of ``Layout``)."""
-    shape = list(our_shape)
-    if layout.split_axis is not None:
-        axis = layout.split_axis
-        shape[axis : axis + 2] = [shape[axis] * shape[axis + 1]]
-    return tuple(shape[::-1] if layout.transposed else shape)
 
 
 def export_params_streamed(
