@@ -18,7 +18,7 @@ def toy_config(algorithm: str = "ppo", **sections) -> RLVRConfig:
         "value": {"init": "policy"},
         "data": {"max_prompt_len": 12},
         "rollout": {"prompts_per_step": 32, "max_new_tokens": 2},
-        "optimizer": {"learning_rate": 2e-2, "eps": 1e-5},
+        "optimizer": {"learning_rate": 1e-2, "eps": 1e-5},  # 2e-2 learned, then drifted off the answer on some CPUs
         "schedule": {"kind": "constant", "warmup_ratio": 0.0},
         "ppo": {"logprob_chunk": 8},
         "checkpoint": {"async_save": False, "save_every": 1},
