@@ -15,7 +15,6 @@ not damage: it is reported with the differing fields and never skipped or moved.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +188,7 @@ class Checkpointer:
                 while (self.directory / f"{step}.damaged-{number}").exists():
                     number += 1
                 target = self.directory / f"{step}.damaged-{number}"
-                os.rename(source, target)
+                source.rename(target)  # epath: a local rename, or a copy-and-delete on GCS
                 log.warning("moved the damaged checkpoint %s aside to %s", source, target.name)
         distributed.barrier("checkpoint moved aside")
         self._manager.reload()
