@@ -1,7 +1,9 @@
-"""``tulu-jax plan``: compile a stage's train step for a TPU slice on this machine and report its fit.
+"""``tulu-jax plan``: compile a stage's programs for a TPU slice on this machine and report their fit.
 
-Nothing is allocated: the step is compiled for libtpu's compile-only devices with abstract inputs, so an
-8B or 405B plan runs on a laptop. Needs the ``libtpu`` package (``pip install -e .[tpu-plan]``).
+Nothing is allocated: the programs are compiled for libtpu's compile-only devices with abstract inputs, so
+an 8B or 405B plan runs on a laptop. Needs the ``libtpu`` package (``pip install -e .[tpu-plan]``).
+Exit status 0 when every plan fits, 3 when one does not (its verdict says by how much, in which program,
+and what to change).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "plan"
-HELP = "compile a stage's train step for a TPU topology (e.g. v5p-64) and report memory, FLOPs and MFU"
+HELP = "compile a stage's programs for a TPU topology (e.g. v5p-64) and report memory, time, MFU and host RAM"
+DOES_NOT_FIT = 3
 
 
 def add_arguments(parser) -> None:
@@ -18,16 +21,21 @@ def add_arguments(parser) -> None:
         "--topology", required=True, action="append",
         help="TPU slice: v4-N, v5e-N, v5p-N, v6e-N or family:AxB[xC]; repeat to plan several",
     )
-    parser.add_argument("--stage", default=None, help="stage of the config (default: from the file name, else sft)")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. training.batch_size=256)")
+    parser.add_argument("--stage", default=None,
+                        help="sft, dpo, rm or rlvr (default: from the file name, e.g. tulu3_8b_dpo.yaml is dpo)")
+    parser.add_argument("--model", default=None,
+                        help="a preset (e.g. llama3.1-70b) whose shapes to plan with when the config's model "
+                             "source is not on this machine and no config beside it produces it")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. training.micro_batches=2)")
 
 
 def run(args) -> int:
-    from tulu_jax.planning import plan_step, render
+    from tulu_jax.planning import load_plan_target, plan_stage, render
 
+    target = load_plan_target(args.config, args.overrides, args.stage, args.model)
     plans = []
     for name in args.topology:
-        plan = plan_step(args.config, name, args.overrides, args.stage)
+        plan = plan_stage(target, name)
         print(render(plan), flush=True)
         plans.append(plan)
-    return 0 if all(plan.fits for plan in plans) else 3
+    return 0 if all(plan.fits for plan in plans) else DOES_NOT_FIT

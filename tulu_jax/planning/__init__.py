@@ -1,4 +1,4 @@
-"""Ahead-of-time plans: compile a stage's train step for a TPU slice on a CPU machine and measure its fit."""
+"""Ahead-of-time plans: compile a stage's programs for a TPU slice on a CPU machine and measure their fit."""
 
 from __future__ import annotations
 
@@ -6,25 +6,34 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from tulu_jax.planning.chips import CHIPS, ChipSpec, Topology, parse_topology
-from tulu_jax.planning.compile import CompiledStep, compile_step
+from tulu_jax.planning.compile import CompiledProgram, compile_program, compile_stage
 from tulu_jax.planning.estimate import training_flops
+from tulu_jax.planning.host_memory import HostMemory, host_memory
 from tulu_jax.planning.report import Plan, render
-from tulu_jax.planning.target import PlanTarget, load_plan_target
+from tulu_jax.planning.target import PLANNABLE_STAGES, PlanTarget, load_plan_target
 
 
-def plan_step(
+def plan_stage(
     config: str | Path | PlanTarget,
     topology: str | Topology,
     overrides: Sequence[str] = (),
     stage: Optional[str] = None,
+    model: Optional[str] = None,
 ) -> Plan:
-    """Compile the config's train step for ``topology``; a step too large for HBM is a plan that does not fit."""
-    target = config if isinstance(config, PlanTarget) else load_plan_target(config, overrides, stage)
+    """Compile every program of the config's stage for ``topology``; a program too large for HBM is a plan
+    that does not fit (``Plan.fits``), not an error."""
+    target = config if isinstance(config, PlanTarget) else load_plan_target(config, overrides, stage, model)
     slice_ = topology if isinstance(topology, Topology) else parse_topology(topology)
-    return Plan(target, slice_, compile_step(target, slice_))
+    mesh_shape, programs = compile_stage(target, slice_)
+    host = host_memory(target.stage, target.stage_config, target.model, slice_)
+    return Plan(target, slice_, mesh_shape, tuple(programs), host)
+
+
+plan_step = plan_stage  # the name the SFT-only planner had
 
 
 __all__ = [
-    "CHIPS", "ChipSpec", "CompiledStep", "Plan", "PlanTarget", "Topology", "compile_step", "load_plan_target",
-    "parse_topology", "plan_step", "render", "training_flops",
+    "CHIPS", "ChipSpec", "CompiledProgram", "HostMemory", "PLANNABLE_STAGES", "Plan", "PlanTarget", "Topology",
+    "compile_program", "compile_stage", "load_plan_target", "parse_topology", "plan_stage", "plan_step", "render",
+    "training_flops",
 ]

@@ -2,6 +2,15 @@
 
 Cloud accelerator names count TensorCores for v4 and v5p (two per chip, ``v5p-64`` is 32 chips) and
 chips for v5e and v6e (``v6e-64`` is 64 chips). Peak figures are dense bf16 matmul throughput per chip.
+
+Sources (Cloud TPU documentation, cloud.google.com/tpu/docs/<family> and .../system-architecture-tpu-vm):
+- v4: 32 GiB HBM at 1,200 GB/s, 275 TFLOP/s; a TPU VM holds 4 chips and 407 GB of RAM (240 vCPUs).
+- v5e: 16 GiB HBM at 819 GB/s, 197 TFLOP/s; 512 GiB DRAM per 8-chip host, multi-host slices run one
+  4-chip VM per half host (ct5lp-hightpu-4t: 192 GB).
+- v5p: 95 GiB HBM at 2,765 GB/s, 459 TFLOP/s; a VM holds 4 chips and 448 GB of RAM (208 vCPUs; half of
+  each per NUMA node).
+- v6e: 32 GiB HBM at 1,640 GB/s, 918 TFLOP/s; 1,536 GiB DRAM per 8-chip host, multi-host slices run one
+  4-chip VM per half host (ct6e-standard-4t: 720 GB).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from dataclasses import dataclass
 from tulu_jax.errors import MeshError
 
 GIB = 1024**3
+GB = 1000**3
 
 
 @dataclass(frozen=True)
@@ -23,13 +33,16 @@ class ChipSpec:
     peak_bf16_flops: float  # dense bf16 FLOP/s per chip
     cores_per_name_unit: int  # TensorCores per chip counted by the accelerator type name (v5p-8 = 4 chips)
     dimensions: int  # 3 for the 3-D torus chips, 2 for the 2-D ones
+    hbm_bandwidth: float  # bytes/s per chip
+    chips_per_vm: int  # chips one TPU VM (one process) drives in a multi-host slice
+    host_ram_bytes: int  # RAM of that VM
 
 
 CHIPS: dict[str, ChipSpec] = {
-    "v4": ChipSpec("v4", "v4", 32 * GIB, 275e12, 2, 3),
-    "v5e": ChipSpec("v5e", "v5e", 16 * GIB, 197e12, 1, 2),
-    "v5p": ChipSpec("v5p", "v5p", 95 * GIB, 459e12, 2, 3),
-    "v6e": ChipSpec("v6e", "v6e", 32 * GIB, 918e12, 1, 2),
+    "v4": ChipSpec("v4", "v4", 32 * GIB, 275e12, 2, 3, 1200e9, 4, 407 * GB),
+    "v5e": ChipSpec("v5e", "v5e", 16 * GIB, 197e12, 1, 2, 819e9, 4, 192 * GB),
+    "v5p": ChipSpec("v5p", "v5p", 95 * GIB, 459e12, 2, 3, 2765e9, 4, 448 * GB),
+    "v6e": ChipSpec("v6e", "v6e", 32 * GIB, 918e12, 1, 2, 1640e9, 4, 720 * GB),
 }
 # Other spellings users meet in the Cloud console.
 ALIASES = {"v5litepod": "v5e", "v6litepod": "v6e", "trillium": "v6e"}
@@ -64,6 +77,11 @@ class Topology:
     def accelerator_type(self) -> str:
         """The Cloud accelerator type of this slice, e.g. ``v5p-16`` for 8 v5p chips."""
         return f"{self.chip.name}-{self.num_chips * self.chip.cores_per_name_unit}"
+
+    @property
+    def num_hosts(self) -> int:
+        """TPU VMs (processes) of the slice: one per ``chips_per_vm`` chips, at least one."""
+        return max(1, -(-self.num_chips // self.chip.chips_per_vm))
 
 
 def _known_names() -> str:

@@ -1,7 +1,8 @@
-"""Compile a stage's train step for a TPU topology on this machine and measure it.
+"""Compile a stage's programs for a TPU topology on this machine and measure each.
 
 Inputs are abstract (``jax.ShapeDtypeStruct`` with shardings) so nothing the size of the model is
-allocated; libtpu compiles for compile-only devices of the requested slice.
+allocated; libtpu compiles for compile-only devices of the requested slice. A stage's programs come from
+``planning.programs``, which calls the stage's own step builder.
 """
 
 from __future__ import annotations
@@ -15,34 +16,38 @@ from tulu_jax import sharding
 from tulu_jax.errors import MeshError
 from tulu_jax.planning.chips import Topology
 from tulu_jax.planning.devices import topology_devices
-from tulu_jax.planning.sft_step import sft_plan_step
+from tulu_jax.planning.programs import Program, stage_programs
 from tulu_jax.planning.target import PlanTarget
-
-STEP_BUILDERS = {"sft": sft_plan_step}
 
 
 @dataclass(frozen=True)
-class CompiledStep:
-    """What the compiler reports for one chip (every chip runs the same partitioned program)."""
+class CompiledProgram:
+    """What the compiler reports for one program on one chip (every chip runs the same partitioned program)."""
 
-    mesh_shape: tuple[int, int, int]
+    program: Program
     compile_seconds: float
     argument_bytes: int = 0
     output_bytes: int = 0
     alias_bytes: int = 0  # outputs written in place of donated arguments, counted in both above
     temp_bytes: int = 0
     code_bytes: int = 0
+    resident_bytes: int = 0  # other live buffers on the chip meanwhile (Program.resident)
     flops_per_chip: Optional[float] = None
-    optimal_seconds: Optional[float] = None  # XLA's own roofline time for the program, when it gives one
     out_of_memory: Optional[str] = None  # the compiler's refusal, when the program does not fit at all
     required_bytes: Optional[int] = None  # from that refusal, when it names the figure
 
     @property
+    def name(self) -> str:
+        return self.program.name
+
+    @property
     def total_bytes(self) -> int:
-        """Peak footprint per chip: live arguments, outputs not aliased to them, temporaries and code."""
+        """Peak footprint per chip: live arguments, outputs not aliased to them, temporaries, code, and what
+        stays resident beside the program."""
         if self.required_bytes is not None:
-            return self.required_bytes
-        return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
+            return self.required_bytes + self.resident_bytes
+        return (self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes + self.code_bytes
+                + self.resident_bytes)
 
 
 def resolve_mesh(target: PlanTarget, topology: Topology):
@@ -54,57 +59,64 @@ def resolve_mesh(target: PlanTarget, topology: Topology):
         raise MeshError(
             f"{target.source}: the mesh does not fit {topology.requested} ({topology.num_chips} chips): {error}"
         ) from None
-    micro_batch = target.batch_size // target.micro_batches
-    if target.batch_size % target.micro_batches:
-        raise MeshError(
-            f"{target.source}: training.batch_size {target.batch_size} is not divisible by "
-            f"training.micro_batches {target.micro_batches}"
+    training = getattr(target.stage_config, "training", None)
+    if training is not None:
+        if training.batch_size % training.micro_batches:
+            raise MeshError(
+                f"{target.source}: training.batch_size {training.batch_size} is not divisible by "
+                f"training.micro_batches {training.micro_batches}"
+            )
+        micro_batch = training.batch_size // training.micro_batches
+        sharding.check_batch_divisible(
+            micro_batch, mesh,
+            what=f"{target.source}: the micro-batch (batch_size/micro_batches = {micro_batch} sequences)",
         )
-    sharding.check_batch_divisible(
-        micro_batch, mesh, what=f"{target.source}: the micro-batch (batch_size/micro_batches = {micro_batch} sequences)"
-    )
     return mesh
 
 
-def compile_step(target: PlanTarget, topology: Topology) -> CompiledStep:
-    """Lower and compile the stage's jitted train step for ``topology``; an out-of-memory refusal is reported, not raised."""
+def compile_stage(target: PlanTarget, topology: Topology) -> tuple[tuple[int, int, int], list[CompiledProgram]]:
+    """The mesh shape and every program of the stage compiled for ``topology``; out-of-memory is reported, not raised."""
     mesh = resolve_mesh(target, topology)
     mesh_shape = tuple(mesh.shape[axis] for axis in sharding.MESH_AXES)
-    build = STEP_BUILDERS[target.stage]
+    try:
+        # Built outside the mesh context: shape evaluation runs small eager ops, which compile-only devices cannot.
+        programs = stage_programs(target, mesh)
+    except MeshError as error:
+        raise MeshError(f"{target.source} on {topology.requested}: {error}") from None
+    return mesh_shape, [compile_program(program) for program in programs]
+
+
+def compile_program(program: Program) -> CompiledProgram:
+    """Lower and compile one program; an out-of-memory refusal is reported in the result."""
     start = time.perf_counter()
-    # Built outside the mesh context: shape evaluation runs small eager ops, which compile-only devices cannot.
-    step, abstract_args = build(target, mesh)
-    with sharding.activate(mesh):
-        lowered = step.jitted.lower(*abstract_args)
+    lowered = program.lower()
+    resident = per_chip_bytes(program.resident)
     try:
         compiled = lowered.compile()
     except Exception as error:  # noqa: BLE001 - XLA raises a plain runtime error for exhausted memory
         text = str(error)
         if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
             raise
-        argument_bytes = per_chip_bytes(abstract_args)
-        return CompiledStep(
-            mesh_shape,
-            time.perf_counter() - start,
-            argument_bytes=argument_bytes,
-            out_of_memory=_first_line(text),
-            required_bytes=_refusal_bytes(text, argument_bytes),
+        argument_bytes = per_chip_bytes(program.inputs)
+        return CompiledProgram(
+            program, time.perf_counter() - start, argument_bytes=argument_bytes, resident_bytes=resident,
+            out_of_memory=_first_line(text), required_bytes=_refusal_bytes(text, argument_bytes),
         )
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis() or {}
     if isinstance(cost, list):  # older jax returned one dict per program
         cost = cost[0] if cost else {}
-    return CompiledStep(
-        mesh_shape=mesh_shape,
+    return CompiledProgram(
+        program,
         compile_seconds=seconds,
         argument_bytes=int(memory.argument_size_in_bytes),
         output_bytes=int(memory.output_size_in_bytes),
         alias_bytes=int(memory.alias_size_in_bytes),
         temp_bytes=int(memory.temp_size_in_bytes),
         code_bytes=int(memory.generated_code_size_in_bytes),
+        resident_bytes=resident,
         flops_per_chip=float(cost["flops"]) if "flops" in cost else None,
-        optimal_seconds=float(cost["optimal_seconds"]) if cost.get("optimal_seconds") else None,
     )
 
 

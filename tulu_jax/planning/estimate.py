@@ -16,4 +16,19 @@ def training_flops(config: LlamaConfig, batch_size: int, length: int) -> dict[st
     return {"dense": dense, "attention": total - dense, "total": total}
 
 
-__all__ = ["matmul_params", "training_flops"]
+__all__ = ["decode_flops", "forward_flops", "matmul_params", "training_flops"]
+
+
+def forward_flops(config: LlamaConfig, rows: int, length: int) -> float:
+    """One forward pass over ``rows × length`` positions: a third of the training count (2·N·T + attention)."""
+    return flops_per_step(config, rows, length) / 3.0
+
+
+def decode_flops(config: LlamaConfig, rows: int, prompt_length: int, new_tokens: int) -> float:
+    """Prefill of the prompts plus one-token steps that each attend to the filled cache (2·N per token)."""
+    attention_width = config.num_heads * config.resolved_head_dim
+    prefill = forward_flops(config, rows, prompt_length)
+    # Step t multiplies against prompt_length + t cached positions (scores and values: 4 FLOPs per position).
+    attended = new_tokens * prompt_length + new_tokens * (new_tokens - 1) / 2
+    decode = rows * (2.0 * matmul_params(config) * new_tokens + 4.0 * config.num_layers * attention_width * attended)
+    return prefill + decode

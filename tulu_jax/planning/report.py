@@ -1,4 +1,5 @@
-"""The plan of one train step on one TPU slice: memory per chip against HBM, FLOPs, step time and MFU."""
+"""The plan of a stage on one TPU slice: every program's memory per chip against HBM, the peak over programs,
+time at the chips' peak (and, for the sampler's decode, at HBM bandwidth), MFU, tokens/s/chip and host RAM."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from tulu_jax.planning.chips import GIB, Topology
-from tulu_jax.planning.compile import CompiledStep
-from tulu_jax.planning.estimate import matmul_params, training_flops
+from tulu_jax.planning.compile import CompiledProgram
+from tulu_jax.planning.estimate import forward_flops
+from tulu_jax.planning.host_memory import HostMemory
 from tulu_jax.planning.target import PlanTarget
 
 
@@ -15,129 +17,204 @@ from tulu_jax.planning.target import PlanTarget
 class Plan:
     target: PlanTarget
     topology: Topology
-    compiled: CompiledStep
+    mesh_shape: tuple[int, int, int]
+    programs: tuple[CompiledProgram, ...]
+    host: HostMemory
 
     @property
     def hbm_bytes(self) -> int:
         return self.topology.chip.hbm_bytes
 
     @property
+    def peak(self) -> CompiledProgram:
+        """The program with the largest footprint per chip."""
+        return max(self.programs, key=lambda program: (program.out_of_memory is not None, program.total_bytes))
+
+    @property
     def fits(self) -> bool:
-        return self.compiled.out_of_memory is None and self.compiled.total_bytes <= self.hbm_bytes
+        return all(p.out_of_memory is None and p.total_bytes <= self.hbm_bytes for p in self.programs)
 
     @property
     def over_by_bytes(self) -> Optional[int]:
-        """How much more than one chip's HBM the step needs (None when it fits or the compiler did not say)."""
+        """How much more than one chip's HBM the largest program needs (None when it fits or is unknown)."""
         if self.fits:
             return None
-        if self.compiled.out_of_memory is not None and self.compiled.required_bytes is None:
+        peak = self.peak
+        if peak.out_of_memory is not None and peak.required_bytes is None:
             return None
-        return self.compiled.total_bytes - self.hbm_bytes
+        return peak.total_bytes - self.hbm_bytes
+
+    # --- time -------------------------------------------------------------------------------------------
+    @property
+    def slice_flops(self) -> float:
+        return self.topology.chip.peak_bf16_flops * self.topology.num_chips
+
+    def executed_flops(self, program: CompiledProgram) -> float:
+        """XLA's count when it covers the whole program (no loops), else the formula's."""
+        if not program.program.loops and program.flops_per_chip:
+            return program.flops_per_chip * self.topology.num_chips
+        return program.program.executed_flops
+
+    def seconds(self, program: CompiledProgram) -> float:
+        """A lower bound for one call: FLOPs at the bf16 peak; the sampler's decode at HBM bandwidth."""
+        if program.program.decode is not None:
+            return self.rollout_seconds(program)
+        return self.executed_flops(program) / self.slice_flops
+
+    def rollout_seconds(self, program: CompiledProgram) -> float:
+        """Prefill at peak FLOPs plus decode at HBM bandwidth: each one-token step reads this chip's weights
+        (the fsdp-sharded weights are gathered, so every chip streams its tensor slice of all of them) and its
+        rows' filled KV cache; per step the slower of that read and the step's FLOPs."""
+        decode = program.program.decode
+        chip = self.topology.chip
+        data, fsdp, tensor = self.mesh_shape
+        model = self.target.model
+        rows_per_chip = decode["rows"] / (data * fsdp)
+        kv_split = tensor if model.num_kv_heads % tensor == 0 else 1
+        weight_read = decode["weight_bytes"] / tensor
+        new, prompt = decode["new"], decode["prompt"]
+        filled_positions = new * prompt + new * (new - 1) / 2  # Σ over the steps of the cache's filled length
+        kv_read = rows_per_chip * decode["kv_bytes_per_token"] * filled_positions / kv_split
+        memory_seconds = (new * weight_read + kv_read) / chip.hbm_bandwidth
+        compute_seconds = (program.program.executed_flops - forward_flops(model, decode["rows"], prompt)) / self.slice_flops
+        prefill = forward_flops(model, decode["rows"], prompt) / self.slice_flops
+        return prefill + max(memory_seconds, compute_seconds)
 
     @property
-    def estimated_flops(self) -> dict[str, float]:
-        return training_flops(self.target.model, self.target.batch_size, self.target.max_length)
-
-    @property
-    def compiled_flops(self) -> Optional[float]:
-        """FLOPs of the whole step on all chips as XLA counts them (it counts one chip's partitioned program)."""
-        if self.compiled.flops_per_chip is None:
-            return None
-        return self.compiled.flops_per_chip * self.topology.num_chips
-
-    @property
-    def compiled_count_is_complete(self) -> bool:
-        """XLA's cost analysis counts a while-loop body once: a scanned layer stack, micro-batch scan or
-        chunked logits loop make its figure a fraction of the work actually run."""
-        config = self.target.stage_config
-        chunks = -(-self.target.max_length // config.loss.logits_chunk_size)
-        return not self.target.model.scan_layers and self.target.micro_batches == 1 and chunks == 1
-
-    @property
-    def executed_flops(self) -> float:
-        """FLOPs the chips run per step: XLA's count when complete, else the estimate plus remat's extra forward."""
-        if self.compiled_count_is_complete and self.compiled_flops:
-            return self.compiled_flops
-        estimate = self.estimated_flops["total"]
-        return estimate * (8.0 / 6.0) if self.target.model.remat != "none" else estimate
+    def in_step(self) -> list[CompiledProgram]:
+        return [program for program in self.programs if program.program.calls_per_step > 0]
 
     @property
     def step_seconds(self) -> float:
-        """A lower bound: the executed FLOPs at the slice's bf16 peak."""
-        return self.executed_flops / (self.topology.chip.peak_bf16_flops * self.topology.num_chips)
+        return sum(program.program.calls_per_step * self.seconds(program) for program in self.in_step)
+
+    @property
+    def model_flops(self) -> float:
+        return sum(program.program.calls_per_step * program.program.model_flops for program in self.in_step)
 
     @property
     def mfu(self) -> float:
-        """The MFU ceiling: model FLOPs (6·N·T + attention) over executed FLOPs, reached only at peak speed."""
-        peak = self.topology.chip.peak_bf16_flops * self.topology.num_chips
-        return self.estimated_flops["total"] / (self.step_seconds * peak)
+        """Model FLOPs over what the slice could do in the step time: the ceiling a real run approaches."""
+        return self.model_flops / (self.step_seconds * self.slice_flops)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Token positions one optimizer step (one rollout step for RLVR) trains on."""
+        first = self.in_step[0] if self.target.stage != "rlvr" else self.programs[1]
+        return first.program.tokens
+
+    @property
+    def tokens_per_second_per_chip(self) -> float:
+        return self.tokens_per_step / self.step_seconds / self.topology.num_chips
+
+    # --- refusal ----------------------------------------------------------------------------------------
+    def advice(self) -> str:
+        """The knob that helps most for the largest program."""
+        peak = self.peak
+        config = self.target.stage_config
+        resident_heavy = peak.argument_bytes + peak.resident_bytes > max(peak.temp_bytes, 1) * 2
+        larger = "a larger slice or mesh axis (more chips over fsdp: the state per chip falls as 1/chips)"
+        if peak.name == "sampler":
+            return (f"a shorter rollout.max_new_tokens (now {config.rollout.max_new_tokens}) or fewer "
+                    f"rollout.prompts_per_step: the KV cache grows with both; or {larger}")
+        if peak.name == "learner update":
+            if resident_heavy:
+                return larger
+            return f"ppo.micro_batches={2 * config.ppo.micro_batches} (activations halve), or {larger}"
+        if peak.name == "learner prepare":
+            return f"a shorter rollout.max_new_tokens, fewer rollout.prompts_per_step, or {larger}"
+        if peak.out_of_memory is None and resident_heavy:
+            return larger
+        if self.target.model.remat == "none":
+            return "model.overrides.remat=full (activations are recomputed in the backward pass)"
+        if peak.name == "reference pass":
+            pairs = config.dpo.reference_batch_size or config.training.batch_size // config.training.micro_batches
+            return f"a smaller dpo.reference_batch_size (now {pairs})"
+        training = config.training
+        return (f"training.micro_batches={2 * training.micro_batches} (activations halve; the batch must stay a "
+                f"multiple of data×fsdp × micro_batches), or {larger}")
+
+    def verdict(self) -> str:
+        """One line: fits, or by how much it does not, in which program, and what to change."""
+        hbm = self.hbm_bytes / GIB
+        peak = self.peak
+        if self.fits:
+            return (f"FITS: peak {peak.total_bytes / GIB:.2f} of {hbm:.2f} GiB HBM per chip in the {peak.name} "
+                    f"({(self.hbm_bytes - peak.total_bytes) / GIB:.2f} GiB free)")
+        over = self.over_by_bytes
+        amount = f"over by {over / GIB:.2f} GiB" if over is not None else "the compiler did not say by how much"
+        return (f"DOES NOT FIT: the {peak.name} needs {peak.total_bytes / GIB:.2f} GiB per chip of {hbm:.2f} GiB HBM, "
+                f"{amount}; what helps most: {self.advice()}")
 
 
 def _gib(size: float) -> str:
-    return f"{size / GIB:8.2f} GiB"
-
-
-def _flops(value: float) -> str:
-    return f"{value:.3e}"
+    return f"{size / GIB:7.2f}"
 
 
 def render(plan: Plan) -> str:
     """The human-readable plan ``tulu-jax plan`` prints."""
-    target, topology, compiled = plan.target, plan.topology, plan.compiled
-    data, fsdp, tensor = compiled.mesh_shape
+    target, topology = plan.target, plan.topology
+    model = target.model
+    data, fsdp, tensor = plan.mesh_shape
+    origin = f" (shape from {target.model_origin})" if target.model_origin else ""
     lines = [
         f"plan for {target.source} (stage {target.stage}) on {topology.requested}: "
-        f"{topology.num_chips} × TPU {topology.chip.name} ({topology.libtpu_name})",
-        f"  model        {target.model.num_params() / 1e9:.2f}B parameters ({target.model.param_dtype} weights, "
-        f"{target.model.compute_dtype} compute, remat {target.model.remat})",
+        f"{topology.num_chips} × TPU {topology.chip.name} ({topology.libtpu_name}), {topology.num_hosts} VM(s)",
+        f"  model        {model.num_params() / 1e9:.2f}B parameters{origin} ({model.param_dtype} weights, "
+        f"{model.compute_dtype} compute, remat {model.remat}, attention {model.attention})",
         f"  mesh         data×fsdp×tensor = {data}×{fsdp}×{tensor}",
-        f"  batch        {target.batch_size} sequences × {target.max_length} tokens per optimizer step "
-        f"({target.micro_batches} micro-batch{'es' if target.micro_batches > 1 else ''})",
-        f"  compiled in  {compiled.compile_seconds:.1f} s",
-        "memory per chip:",
+        f"  work         {_work(target)}",
+        "HBM per chip (GiB)   arguments  outputs    temps  resident     peak  compiled in",
     ]
-    if compiled.out_of_memory is None:
-        lines += [
-            f"  arguments    {_gib(compiled.argument_bytes)}  (train state and batch shard)",
-            f"  outputs      {_gib(compiled.output_bytes)}  ({_gib(compiled.alias_bytes).strip()} of it in donated buffers)",
-            f"  temporaries  {_gib(compiled.temp_bytes)}",
-            f"  code         {_gib(compiled.code_bytes)}",
-        ]
-    else:
-        lines.append(f"  the compiler refused: {compiled.out_of_memory}")
-    hbm = plan.hbm_bytes
-    if plan.fits:
-        lines.append(
-            f"  total        {_gib(compiled.total_bytes)} of {hbm / GIB:.2f} GiB HBM: FITS "
-            f"({(hbm - compiled.total_bytes) / GIB:.2f} GiB free, {compiled.total_bytes / hbm:.0%} used)"
-        )
-    elif plan.over_by_bytes is not None:
-        lines.append(
-            f"  total        {_gib(compiled.total_bytes)} of {hbm / GIB:.2f} GiB HBM: DOES NOT FIT, over by "
-            f"{plan.over_by_bytes / GIB:.2f} GiB ({compiled.total_bytes / hbm:.1f}× the HBM); use a larger slice, "
-            "more micro-batches, a smaller batch, or remat"
-        )
-    else:
-        lines.append(f"  DOES NOT FIT in {hbm / GIB:.2f} GiB HBM (the compiler did not say by how much)")
-    estimate = plan.estimated_flops
+    for program in plan.programs:
+        if program.out_of_memory is None:
+            outputs = program.output_bytes - program.alias_bytes
+            lines.append(
+                f"  {program.name:<18} {_gib(program.argument_bytes)}  {_gib(outputs)}  {_gib(program.temp_bytes)}  "
+                f"{_gib(program.resident_bytes)}  {_gib(program.total_bytes)}  {program.compile_seconds:6.1f} s"
+            )
+        else:
+            lines.append(f"  {program.name:<18} the compiler refused: {program.out_of_memory}")
+    lines.append(f"  {plan.verdict()}")
+    lines.append("time (lower bounds: FLOPs at the bf16 peak; decode at HBM bandwidth):")
+    for program in plan.programs:
+        flops = plan.executed_flops(program)
+        source = "XLA's count" if not program.program.loops and program.flops_per_chip else "formula"
+        when = "per step" if program.program.calls_per_step else "once, before training (per call)"
+        lines.append(f"  {program.name:<18} {plan.seconds(program):9.3f} s {when}; {flops:.3e} FLOPs ({source})")
+    rollout = [program for program in plan.programs if program.program.decode is not None]
+    if rollout:
+        learner = plan.step_seconds - sum(plan.seconds(program) for program in rollout)
+        lines.append(f"  rollout {sum(plan.seconds(p) for p in rollout):.2f} s + learner {learner:.2f} s per rollout step")
     lines += [
-        "FLOPs per optimizer step (whole slice):",
-        f"  estimate     {_flops(estimate['total'])}  = 6·N·T {_flops(estimate['dense'])} (N = "
-        f"{matmul_params(target.model) / 1e9:.2f}B matmul params) + attention {_flops(estimate['attention'])}",
+        f"  step         {plan.step_seconds:.3f} s, {plan.tokens_per_second_per_chip:,.0f} tokens/s/chip "
+        f"({plan.tokens_per_step:,} tokens per step)",
+        f"  MFU ceiling  {plan.mfu:.1%} (model FLOPs {plan.model_flops:.3e} per step over the slice's peak in the step "
+        "time; real runs reach a fraction of it)",
     ]
-    if plan.compiled_flops is not None:
-        note = (
-            f"{plan.compiled_flops / estimate['total']:.2f}× the estimate"
-            if plan.compiled_count_is_complete
-            else "loop bodies counted once (scanned layers, micro-batches, logit chunks), so not the step total"
-        )
-        lines.append(f"  XLA count    {_flops(plan.compiled_flops)}  ({note})")
+    host = plan.host
+    data_text = f"{host.data_bytes / GIB:.1f} GiB ({host.data_note})" if host.data_bytes is not None else host.data_note
     lines += [
-        f"  executed     {_flops(plan.executed_flops)}  "
-        + ("(XLA's count)" if plan.compiled_count_is_complete else f"(estimate{' + remat forward' if target.model.remat != 'none' else ''})"),
-        "time (lower bound: executed FLOPs at the bf16 peak):",
-        f"  step         {plan.step_seconds:.3f} s at {topology.chip.peak_bf16_flops / 1e12:.0f} TFLOP/s per chip "
-        f"({target.tokens_per_step / plan.step_seconds:,.0f} tokens/s)",
-        f"  MFU ceiling  {plan.mfu:.1%} (model FLOPs / executed FLOPs; real runs reach a fraction of peak)",
+        f"host RAM per VM ({host.host_ram_bytes / 1e9:.0f} GB on {topology.chip.name}):",
+        f"  load {host.load_bytes / GIB:.1f} GiB ({host.load_note}); export {host.export_bytes / GIB:.1f} GiB "
+        f"(largest tensor × 1.3, process 0); data {data_text}",
+        f"  peak {host.peak_bytes / GIB:.1f} GiB: " + ("fits" if host.fits else "DOES NOT FIT in the VM's RAM"),
     ]
     return "\n".join(lines)
+
+
+def _work(target: PlanTarget) -> str:
+    config = target.stage_config
+    if target.stage == "rlvr":
+        rollout = config.rollout
+        return (f"{rollout.responses_per_step} responses × ({config.data.max_prompt_len} prompt + "
+                f"{rollout.max_new_tokens} new tokens) per rollout step; {config.ppo.epochs} epochs × "
+                f"{config.ppo.minibatches} minibatches × {config.ppo.micro_batches} micro-batches; "
+                f"{'PPO with a value model' if config.uses_value_model else 'no value model'}")
+    training = config.training
+    unit = "sequences" if target.stage == "sft" else "pairs (both sides in one forward)"
+    extra = ""
+    if target.stage == "dpo":
+        extra = f"; reference {config.dpo.reference}" if config.dpo.uses_reference else "; no reference (simpo)"
+    return (f"{training.batch_size} {unit} × {config.data.max_seq_len} tokens per optimizer step "
+            f"({training.micro_batches} micro-batch{'es' if training.micro_batches > 1 else ''}){extra}")

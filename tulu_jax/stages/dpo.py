@@ -40,7 +40,7 @@ from tulu_jax.stages.preference_batches import (
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
-from tulu_jax.training.step import build_eval_step, build_train_step
+from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,84 @@ def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> C
     return loss_fn
 
 
+# The schedule's length changes no shape and no compiled operation: what a plan compiles with.
+PLANNED_TOTAL_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class DPOStep:
+    """The jitted DPO step (both sides in one forward) and, for a cached reference, the jitted reference pass.
+
+    ``step`` is ``(state, batch) -> (state, metrics)`` with the reference log-probs in the batch (cached, or no
+    reference for simpo), or ``(state, batch, reference_params)`` with ``in_step``. ``abstract_inputs()``
+    gives sharded ``ShapeDtypeStruct``s to lower either program without data or weights.
+    """
+
+    step: MeshFunction
+    reference_pass: Optional[MeshFunction]  # (params, pair batch) -> sequence log-probs; None unless cached
+    loss_fn: Callable
+    optimizer: Any
+    schedule: Any
+    shardings: Any  # TrainState of NamedShardings
+    param_shapes: Any
+    in_step: bool
+    pairs: int  # pairs per optimizer step
+    reference_batch_size: int  # pairs per reference-pass batch
+    length: int
+
+    def abstract_state(self):
+        return abstract_state(self.optimizer, self.param_shapes, self.shardings)
+
+    def _batch(self, ranks: dict, pairs: int) -> dict:
+        shardings = pt.batch_shardings(self.step.mesh, ranks)
+        return {key: jax.ShapeDtypeStruct((pairs, self.length)[:rank], jnp.float32 if rank == 1 else jnp.int32,
+                                          sharding=shardings[key]) for key, rank in ranks.items()}
+
+    def abstract_params(self):
+        return jax.tree.map(lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
+                            self.param_shapes, self.shardings.params)
+
+    def abstract_inputs(self) -> tuple:
+        """``(state, batch)``, or ``(state, batch, reference_params)`` with ``in_step``."""
+        if self.in_step:
+            return self.abstract_state(), self._batch({key: 2 for key in PAIR_KEYS}, self.pairs), self.abstract_params()
+        return self.abstract_state(), self._batch(BATCH_RANKS, self.pairs)
+
+    def reference_pass_inputs(self) -> tuple:
+        """``(params, pair batch)`` of one reference-pass call."""
+        return self.abstract_params(), self._batch({key: 2 for key in PAIR_KEYS}, self.reference_batch_size)
+
+
+def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] = None,
+                   reference_config: Optional[LlamaConfig] = None, total_steps: int = PLANNED_TOTAL_STEPS) -> DPOStep:
+    """The DPO step (and cached reference pass) for ``mesh``: what ``run_dpo`` trains with and ``tulu-jax plan``
+    compiles. ``model_config`` defaults to the config's model resolved without a tokenizer; the reference
+    model has the policy's shape unless ``reference_config`` says otherwise."""
+    objective, training = config.dpo, config.training
+    model_config = model_config or resolve_model_config(config.model)
+    reference_config = reference_config or model_config
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
+    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    loss_fn = make_dpo_loss(model_config, objective)
+    train_step = build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh)
+    in_step = objective.uses_reference and objective.reference == "in_step"
+    if in_step:
+        reference_fn = in_step_reference(reference_config, objective.logits_chunk_size, training.micro_batches, mesh)
+        step = pt.jit_pair_step(lambda s, b, r: train_step(s, {**b, **reference_fn(r, b)}), mesh, shardings,
+                                {key: 2 for key in PAIR_KEYS}, (shardings.params,))
+    else:
+        step = pt.jit_pair_step(train_step, mesh, shardings, BATCH_RANKS)
+    reference_pass = None
+    pass_batch = objective.reference_batch_size or training.batch_size // training.micro_batches
+    if objective.uses_reference and objective.reference == "cached":
+        check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
+        reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
+    return DPOStep(step, reference_pass, loss_fn, optimizer, schedule, shardings, shapes, in_step,
+                   training.batch_size, pass_batch, config.data.max_seq_len)
+
+
 def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> DPOResult:
     """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``."""
     output_dir = as_path(config.output_dir)
@@ -126,10 +204,13 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
     total_steps = training.total_steps(loader.steps_per_epoch)
 
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
-    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
-    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    reference_model = dataclasses.replace(config.model, source=objective.reference_model) if objective.reference_model \
+        else config.model
+    reference_config = resolve_model_config(reference_model, prepared.tokenizer.vocab_size) \
+        if objective.reference_model else model_config
+    # Optimizer, shardings, the jitted step and reference pass: the builder the planner compiles too.
+    built = build_dpo_step(config, mesh, model_config, reference_config, total_steps)
+    optimizer, shardings = built.optimizer, built.shardings
     run_config = run_config_dict(config, model_config)
     if is_writer:
         (output_dir / "config.yaml").write_text(to_yaml(config))
@@ -137,10 +218,6 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     # The initial policy; it is also the reference unless dpo.reference_model names another model.
     state = create_train_state(load_model_params(config.model, model_config, config.seed, shardings.params), optimizer,
                                config.seed, shardings)
-    reference_model = dataclasses.replace(config.model, source=objective.reference_model) if objective.reference_model \
-        else config.model
-    reference_config = resolve_model_config(reference_model, prepared.tokenizer.vocab_size) \
-        if objective.reference_model else model_config
 
     def reference_params(copy: bool):
         if not objective.reference_model:
@@ -155,10 +232,9 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     to_device = pt.to_device_fn(mesh, tuple(BATCH_RANKS))
     cache_hit, computed = None, [0]
     if objective.uses_reference and objective.reference == "cached":
-        reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
+        reference_pass = built.reference_pass
         cache_dir = objective.reference_cache_dir or str(as_path(config.output_dir) / "reference_logps")
-        pass_batch = objective.reference_batch_size or micro_batch
-        check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
+        pass_batch = built.reference_batch_size
         pair_device = pt.to_device_fn(mesh, PAIR_KEYS)
         lazy_params = _Lazy(lambda: reference_params(copy=False))
 
@@ -182,22 +258,16 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     in_step = objective.uses_reference and objective.reference == "in_step"
     batches = pt.PairBatches(loader, PAIR_KEYS, None if in_step else train_reference.lookup)
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    restored = resume_state(checkpointer, config.checkpoint.resume, resume,
-                               abstract_state(optimizer, shapes, shardings), batches)
+    restored = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches)
     frozen_reference = reference_params(copy=True) if in_step else None
     if restored is not None:
         state = restored
 
     # The step and the evaluation, jitted once.
-    loss_fn = make_dpo_loss(model_config, objective)
-    train_step = build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh)
-    eval_step = build_eval_step(loss_fn, pt.global_pairs_context)
+    eval_step = build_eval_step(built.loss_fn, pt.global_pairs_context)
     if in_step:
-        reference_fn = in_step_reference(reference_config, objective.logits_chunk_size, training.micro_batches, mesh)
         pair_ranks = {key: 2 for key in PAIR_KEYS}
-        jitted = pt.jit_pair_step(lambda s, b, r: train_step(s, {**b, **reference_fn(r, b)}), mesh, shardings,
-                                  pair_ranks, (shardings.params,))
-        step_fn = lambda s, b: jitted(s, b, frozen_reference)  # noqa: E731
+        step_fn = lambda s, b: built.step(s, b, frozen_reference)  # noqa: E731
         jitted_eval = pt.jit_pair_eval(lambda p, b, r: eval_step(p, {**b, **in_step_reference(
             reference_config, objective.logits_chunk_size, 1, mesh)(r, b)}), mesh, shardings.params, pair_ranks,
             (shardings.params,))
@@ -205,7 +275,7 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
         to_device = pt.to_device_fn(mesh, PAIR_KEYS)
         eval_extend = None
     else:
-        step_fn = pt.jit_pair_step(train_step, mesh, shardings, BATCH_RANKS)
+        step_fn = built.step
         evaluate_step = pt.jit_pair_eval(eval_step, mesh, shardings.params, BATCH_RANKS)
         eval_extend = eval_reference.lookup if eval_reference is not None else None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from data_pipeline.paths import as_path
@@ -33,13 +34,13 @@ from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
 from tulu_jax.sharding import MeshConfig, tree_shardings
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
-    ModelConfig, load_model_params, resume_state, run_config_dict,
+    ModelConfig, load_model_params, resolve_model_config, resume_state, run_config_dict,
 )
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
-from tulu_jax.training.step import build_eval_step, build_train_step
+from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,49 @@ def initial_scalar_head_params(model: ModelConfig, model_config: LlamaConfig, se
     return scalar_head_params_from_lm(load_model_params(model, model_config, seed, lm_shardings))
 
 
+# The schedule's length changes no shape and no compiled operation: what a plan compiles with.
+PLANNED_TOTAL_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class RewardModelStep:
+    """The jitted reward-model step (both sides in one forward); ``abstract_inputs()`` lowers it without data."""
+
+    step: MeshFunction  # (state, pair batch) -> (state, metrics), the state donated
+    loss_fn: Callable
+    optimizer: Any
+    schedule: Any
+    shardings: Any  # TrainState of NamedShardings
+    param_shapes: Any  # the scalar-head layout {"model": trunk, "score": ...}
+    batch_shape: tuple[int, int]  # [pairs, max_seq_len] of every pair array
+
+    def abstract_state(self):
+        return abstract_state(self.optimizer, self.param_shapes, self.shardings)
+
+    def abstract_inputs(self) -> tuple:
+        shardings = pt.batch_shardings(self.step.mesh, BATCH_RANKS)
+        batch = {key: jax.ShapeDtypeStruct(self.batch_shape, jnp.int32, sharding=shardings[key]) for key in BATCH_RANKS}
+        return self.abstract_state(), batch
+
+
+def build_reward_model_step(config: RewardModelConfig, mesh, model_config: Optional[LlamaConfig] = None,
+                            total_steps: int = PLANNED_TOTAL_STEPS) -> RewardModelStep:
+    """The reward-model step for ``mesh``: what ``run_reward_model`` trains with and ``tulu-jax plan`` compiles.
+    ``model_config`` defaults to the config's model resolved without a tokenizer."""
+    model_config = model_config or resolve_model_config(config.model)
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
+    shardings = state_shardings(mesh, optimizer, shapes, scalar_head_logical_axes(model_config))
+    loss_fn = make_reward_model_loss(model_config)
+    step = pt.jit_pair_step(
+        build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, pt.global_pairs_context, mesh),
+        mesh, shardings, BATCH_RANKS,
+    )
+    return RewardModelStep(step, loss_fn, optimizer, schedule, shardings, shapes,
+                           (config.training.batch_size, config.data.max_seq_len))
+
+
 def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
     """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
     output_dir = as_path(config.output_dir)
@@ -109,27 +153,21 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
     batches = pt.PairBatches(loader, PAIR_KEYS)
     total_steps = training.total_steps(loader.steps_per_epoch)
 
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
-    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
-    shardings = state_shardings(mesh, optimizer, shapes, scalar_head_logical_axes(model_config))
+    # Optimizer, shardings and the jitted step: the builder the planner compiles too.
+    built = build_reward_model_step(config, mesh, model_config, total_steps)
+    optimizer, shardings = built.optimizer, built.shardings
     run_config = run_config_dict(config, model_config)
     if is_writer:
         (output_dir / "config.yaml").write_text(to_yaml(config))
 
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume,
-                            abstract_state(optimizer, shapes, shardings), batches)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches)
     if state is None:
         state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed, mesh), optimizer,
                                    config.seed, shardings)
 
-    loss_fn = make_reward_model_loss(model_config)
-    step_fn = pt.jit_pair_step(
-        build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh),
-        mesh, shardings, BATCH_RANKS,
-    )
-    eval_step = pt.jit_pair_eval(build_eval_step(loss_fn, pt.global_pairs_context), mesh, shardings.params, BATCH_RANKS)
+    step_fn = built.step
+    eval_step = pt.jit_pair_eval(build_eval_step(built.loss_fn, pt.global_pairs_context), mesh, shardings.params, BATCH_RANKS)
     to_device = pt.to_device_fn(mesh, PAIR_KEYS)
     evaluate = None
     if eval_rows is not None and num_pairs(eval_rows) >= micro_batch:

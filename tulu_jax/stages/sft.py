@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +44,10 @@ from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
 from tulu_jax.training.loop import LoopSpec, run_training
 from tulu_jax.training.metrics import MetricsLogger
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
-from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
-from tulu_jax.training.step import build_eval_step, build_train_step, jit_eval_step, jit_train_step
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
+from tulu_jax.training.step import (
+    MeshFunction, build_eval_step, build_train_step, jit_eval_step, jit_train_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,52 @@ def summarize(metrics: dict) -> dict:
     return shown
 
 
+# The schedule's length changes no shape and no compiled operation: what a plan compiles with.
+PLANNED_TOTAL_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class SFTStep:
+    """The jitted SFT step and what it is made of; ``abstract_inputs()`` lowers it without data or weights."""
+
+    step: MeshFunction  # (state, batch) -> (state, metrics), the state donated
+    loss_fn: Callable
+    optimizer: Any
+    schedule: Any
+    shardings: TrainState  # NamedShardings of the train state
+    param_shapes: Any
+    batch_shape: tuple[int, int]  # [batch_size, max_seq_len] of every batch array
+
+    def abstract_state(self) -> TrainState:
+        return abstract_state(self.optimizer, self.param_shapes, self.shardings)
+
+    def abstract_inputs(self) -> tuple[TrainState, dict]:
+        """Sharded ``ShapeDtypeStruct``s of ``(state, batch)``: what a plan compiles the step for."""
+        sharding = batch_sharding(self.step.mesh)
+        batch = {key: jax.ShapeDtypeStruct(self.batch_shape, jnp.int32, sharding=sharding) for key in BATCH_KEYS}
+        return self.abstract_state(), batch
+
+
+def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] = None,
+                   total_steps: int = PLANNED_TOTAL_STEPS) -> SFTStep:
+    """The SFT step for ``mesh``: what ``run_sft`` trains with and ``tulu-jax plan`` compiles.
+
+    ``model_config`` defaults to the config's model resolved without a tokenizer (the planner's case).
+    """
+    model_config = model_config or resolve_model_config(config.model)
+    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
+    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
+    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    loss_fn = make_sft_loss(model_config, config.loss)
+    step = jit_train_step(
+        build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, global_token_count, mesh),
+        mesh, shardings, BATCH_KEYS,
+    )
+    return SFTStep(step, loss_fn, optimizer, schedule, shardings, shapes,
+                   (config.training.batch_size, config.data.max_seq_len))
+
+
 def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
     """Train, checkpoint and export; returns the export directory. ``resume=True`` insists on a checkpoint."""
     output_dir = as_path(config.output_dir)
@@ -131,28 +179,21 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
                          process_index=jax.process_index(), process_count=jax.process_count())
     total_steps = config.training.total_steps(loader.steps_per_epoch)
 
-    # Optimizer and the shardings of the whole train state.
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
-    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
-    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    # Optimizer, train-state shardings and the jitted step: the builder the planner compiles too.
+    built = build_sft_step(config, mesh, model_config, total_steps)
+    optimizer, shardings, step_fn = built.optimizer, built.shardings, built.step
     run_config = run_config_dict(config, model_config)
     if is_writer:
         (output_dir / "config.yaml").write_text(to_yaml(config))
 
     # Fresh or resumed state.
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, abstract_state(optimizer, shapes, shardings), loader)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), loader)
     if state is None:
         params = load_model_params(config.model, model_config, config.seed, shardings.params)
         state = create_train_state(params, optimizer, config.seed, shardings)
 
-    # The step and the evaluation, jitted once.
-    loss_fn = make_sft_loss(model_config, config.loss)
-    step_fn = jit_train_step(
-        build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, global_token_count, mesh),
-        mesh, shardings, BATCH_KEYS,
-    )
+    loss_fn = built.loss_fn
     evaluate = _evaluator(config, prepared.eval, loss_fn, mesh, shardings.params, micro_batch)
 
     sharding = batch_sharding(mesh)

@@ -1,0 +1,137 @@
+"""The programs a stage runs on its mesh, built by the stage's own step builder, ready to lower abstractly.
+
+Each stage's builder (``stages.sft.build_sft_step``, ``stages.dpo.build_dpo_step``,
+``stages.reward_model.build_reward_model_step``) is what the stage trains with; the planner calls the same
+function with the config and the compile-only mesh, and adds what it needs to report: the abstract inputs,
+what else stays on the chips while a program runs, and the work each call does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+
+from tulu_jax.planning.estimate import forward_flops, training_flops
+from tulu_jax.planning.target import PlanTarget
+
+
+@dataclass(frozen=True)
+class Program:
+    """One jitted program of a stage, and the work one call of it does."""
+
+    name: str
+    function: Any  # a MeshFunction (``.jitted``, ``.mesh``) or a plain jitted function with ``mesh`` below
+    inputs: tuple  # sharded ShapeDtypeStructs to lower it with
+    tokens: int  # token positions one call processes
+    model_flops: float  # the MFU numerator for one call: 6·N·T + attention (training) or 2·N·T (forward)
+    executed_flops: float  # what the chips run per call by the formula (remat adds a forward)
+    calls_per_step: float = 1.0  # 0: runs outside the training steps (the DPO reference pass)
+    resident: Any = ()  # abstract arrays that stay on the chips while it runs, not among its arguments
+    loops: bool = True  # XLA's cost analysis counts loop bodies once: its FLOP count is then partial
+    decode: Optional[dict] = None  # sampler only: what the memory-bound decode reads (see report.rollout)
+    mesh: Any = None
+
+    def lower(self):
+        from tulu_jax import sharding
+
+        function = getattr(self.function, "jitted", self.function)
+        mesh = self.mesh if self.mesh is not None else self.function.mesh
+        with sharding.activate(mesh):
+            return function.lower(*self.inputs)
+
+
+def _remat_factor(target: PlanTarget) -> float:
+    """Full remat reruns the forward in the backward pass: 8·N·T instead of 6·N·T."""
+    return 8.0 / 6.0 if target.model.remat != "none" else 1.0
+
+
+def _complete_count(target: PlanTarget, micro_batches: int, chunk: int, length: int) -> bool:
+    return not target.model.scan_layers and micro_batches == 1 and -(-length // chunk) == 1
+
+
+def sft_programs(target: PlanTarget, mesh) -> list[Program]:
+    """The SFT train step, from ``stages.sft.build_sft_step``."""
+    config = target.stage_config
+    built = builder("sft")(config, mesh, target.model)
+    batch, length = config.training.batch_size, config.data.max_seq_len
+    flops = training_flops(target.model, batch, length)["total"]
+    return [Program(
+        "train step", built.step, built.abstract_inputs(), batch * length, flops, flops * _remat_factor(target),
+        loops=not _complete_count(target, config.training.micro_batches, config.loss.logits_chunk_size, length),
+    )]
+
+
+def rm_programs(target: PlanTarget, mesh) -> list[Program]:
+    """The reward-model step (both sides of every pair in one forward)."""
+    config = target.stage_config
+    built = builder("rm")(config, mesh, target.model)
+    rows, length = 2 * config.training.batch_size, config.data.max_seq_len
+    flops = training_flops(target.model, rows, length)["total"]
+    return [Program("train step", built.step, built.abstract_inputs(), rows * length, flops,
+                    flops * _remat_factor(target), loops=target.model.scan_layers or config.training.micro_batches > 1)]
+
+
+def dpo_programs(target: PlanTarget, mesh) -> list[Program]:
+    """The DPO step (chosen and rejected in one forward), with the reference in the step or cached: then the
+    reference pass is a second program, run once over the data before training."""
+    config = target.stage_config
+    built = builder("dpo")(config, mesh, target.model)
+    pairs, length, chunk = config.training.batch_size, config.data.max_seq_len, config.dpo.logits_chunk_size
+    tokens = 2 * pairs * length
+    flops = training_flops(target.model, 2 * pairs, length)["total"]
+    executed = flops * _remat_factor(target)
+    if built.in_step:  # the frozen reference's forward runs inside the step, on every batch
+        executed += forward_flops(target.model, 2 * pairs, length)
+    loops = not _complete_count(target, config.training.micro_batches, chunk, length) or built.in_step
+    programs = [Program("train step", built.step, built.abstract_inputs(), tokens, flops, executed, loops=loops)]
+    if built.reference_pass is not None:
+        rows = 2 * built.reference_batch_size
+        state = built.abstract_state()
+        # The pass runs after the train state exists: its optimizer moments stay on the chips meanwhile.
+        programs.insert(0, Program(
+            "reference pass", built.reference_pass, built.reference_pass_inputs(), rows * length,
+            forward_flops(target.model, rows, length), forward_flops(target.model, rows, length),
+            calls_per_step=0.0, resident=(state.opt_state,),
+            loops=target.model.scan_layers or -(-length // chunk) > 1,
+        ))
+    return programs
+
+
+def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
+    from tulu_jax.planning.rlvr_programs import rlvr_programs as build
+
+    return build(target, mesh)
+
+
+PROGRAM_BUILDERS: dict[str, Callable[[PlanTarget, Any], list[Program]]] = {
+    "sft": sft_programs, "dpo": dpo_programs, "rm": rm_programs, "rlvr": rlvr_programs,
+}
+
+# The stage's own step builder for each stage that has one (the planner and the stage call the same one).
+STEP_BUILDERS = {
+    "sft": ("tulu_jax.stages.sft", "build_sft_step"),
+    "dpo": ("tulu_jax.stages.dpo", "build_dpo_step"),
+    "rm": ("tulu_jax.stages.reward_model", "build_reward_model_step"),
+}
+
+
+def builder(stage: str) -> Callable:
+    """The stage module's step builder, looked up at call time (so a test can watch it being called)."""
+    module, name = STEP_BUILDERS[stage]
+    return getattr(importlib.import_module(module), name)
+
+
+def stage_programs(target: PlanTarget, mesh) -> list[Program]:
+    return PROGRAM_BUILDERS[target.stage](target, mesh)
+
+
+def abstract(tree: Any, shardings: Any) -> Any:
+    """``ShapeDtypeStruct`` leaves with their shardings (shapes from ``tree``, shardings from ``shardings``)."""
+    return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+                        tree, shardings)
+
+
+__all__ = ["PROGRAM_BUILDERS", "Program", "STEP_BUILDERS", "abstract", "builder", "stage_programs"]

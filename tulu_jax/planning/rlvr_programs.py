@@ -1,0 +1,113 @@
+"""The RLVR stage's programs on one mesh: the sampler (prefill + decode with its KV cache) and the learner
+(the prepare pass: policy, reference and value forwards with advantages; the update: PPO epochs).
+
+The RLVR stage builds these inline in ``RLVRStage.__init__`` from real params; the planner builds them from
+the same public pieces (``rlvr_learner``'s optimizer, shardings, prepare and update functions, the
+sampler's jitted program) with abstract inputs. When the stage exposes one ``(config, mesh)`` builder, this
+module should call it instead.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from tulu_jax import sharding
+from tulu_jax.models import param_logical_axes
+from tulu_jax.models.params import param_shapes
+from tulu_jax.planning.estimate import decode_flops, forward_flops, training_flops
+from tulu_jax.planning.programs import Program, abstract
+from tulu_jax.planning.target import PlanTarget
+
+# Per-token arrays of a rollout handed to the learner; the stage's ROLLOUT_ARRAYS and learner keys.
+SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
+
+
+def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
+    from tulu_jax.generation import SamplingConfig
+    from tulu_jax.generation.sampler import _compiled, param_shardings
+    from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
+    from tulu_jax.stages.rlvr_learner import build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings
+    from tulu_jax.training.state import abstract_state
+    from tulu_jax.training.step import MeshFunction, jit_train_step
+
+    config, model = target.stage_config, target.model
+    rollout = config.rollout
+    rows, prompt, new = rollout.responses_per_step, config.data.max_prompt_len, rollout.max_new_tokens
+    columns = prompt + new
+    sharding.check_batch_divisible(rows, mesh, "rollout responses per step (prompts_per_step × samples_per_prompt)")
+    sharding.check_batch_divisible(rows // (config.ppo.minibatches * config.ppo.micro_batches), mesh,
+                                   "rows per PPO micro-batch")
+
+    # The train state: policy (+ value) params and their optimizer moments, as RLVRStage lays them out.
+    shapes = {"policy": param_shapes(model)}
+    axes = {"policy": param_logical_axes(model)}
+    if config.uses_value_model:
+        shapes["value"] = jax.eval_shape(lambda: init_scalar_head_params(model, jax.random.PRNGKey(0)))
+        axes["value"] = scalar_head_logical_axes(model)
+    optimizer, schedule = make_rl_optimizer(config, config.total_steps * config.updates_per_step)
+    shardings = rl_state_shardings(mesh, optimizer, shapes, axes)
+    state = abstract_state(optimizer, shapes, shardings)
+    reference = abstract(shapes["policy"], shardings.params["policy"])
+
+    def array(shape, dtype, rank_sharding):
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=rank_sharding)
+
+    by_rows, by_rows_columns = sharding.batch_sharding(mesh, 1), sharding.batch_sharding(mesh, 2)
+
+    # 1. The sampler, on the policy params as they sit in the train state.
+    sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
+    stop_ids = tuple(sorted({model.eos_token_id})) if model.eos_token_id is not None else ()
+    sampler = _compiled(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
+    sampler_inputs = (
+        abstract(shapes["policy"], param_shardings(model, mesh)),
+        array((rows, prompt), jnp.int32, by_rows_columns),
+        array((rows, prompt), jnp.int32, by_rows_columns),
+        jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding.replicated(mesh)),
+    )
+    others = {"value": state.params.get("value"), "opt_state": state.opt_state, "reference": reference}
+    kv_bytes_per_token = 2 * model.num_layers * model.num_kv_heads * model.resolved_head_dim \
+        * jnp.dtype(model.compute_dtype).itemsize
+    sampler_flops = decode_flops(model, rows, prompt, new)
+    programs = [Program(
+        "sampler", sampler, sampler_inputs, rows * columns, sampler_flops, sampler_flops, resident=others,
+        decode={"rows": rows, "prompt": prompt, "new": new, "kv_bytes_per_token": kv_bytes_per_token,
+                "weight_bytes": model.num_params() * jnp.dtype(model.param_dtype).itemsize},
+        mesh=mesh,
+    )]
+
+    # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
+    rollout_arrays = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
+    rollout_arrays["response_mask"] = array((rows, new), jnp.int32, by_rows_columns)
+    rollout_arrays["sampler_logprobs"] = array((rows, new), jnp.float32, by_rows_columns)
+    rollout_arrays["scores"] = array((rows,), jnp.float32, by_rows)
+    prepare = jax.jit(
+        build_prepare_fn(config, model, prompt),
+        in_shardings=(shardings.params, shardings.params["policy"],
+                      {key: value.sharding for key, value in rollout_arrays.items()}),
+        out_shardings=(by_rows_columns, sharding.replicated(mesh)),
+    )
+    forwards = 3 if config.uses_value_model else 2
+    prepare_flops = forwards * forward_flops(model, rows, columns)
+    programs.append(Program(
+        "learner prepare", MeshFunction(prepare, mesh), (state.params, reference, rollout_arrays), rows * columns,
+        prepare_flops, prepare_flops, resident={"opt_state": state.opt_state},
+    ))
+
+    # 3. The learner's update: ppo.epochs passes of ppo.minibatches optimizer updates.
+    learner_keys = SEQUENCE_KEYS + ("response_mask", "old_logprobs", "reference_logprobs", "advantages")
+    if config.uses_value_model:
+        learner_keys += ("old_values", "returns")
+    update = jit_train_step(build_update_fn(config, model, prompt, optimizer, schedule, mesh), mesh, shardings,
+                            learner_keys)
+    learner_batch = {key: array((rows, columns if key in SEQUENCE_KEYS else new),
+                                jnp.int32 if key in SEQUENCE_KEYS else jnp.float32, by_rows_columns)
+                     for key in learner_keys}
+    models = 2 if config.uses_value_model else 1
+    update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
+    remat = 8.0 / 6.0 if model.remat != "none" else 1.0
+    programs.append(Program(
+        "learner update", update, (state, learner_batch), config.ppo.epochs * rows * columns, update_flops,
+        update_flops * remat, resident={"reference": reference},
+    ))
+    return programs
