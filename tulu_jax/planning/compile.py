@@ -60,7 +60,7 @@ def resolve_mesh(target: PlanTarget, topology: Topology):
             f"{target.source}: the mesh does not fit {topology.requested} ({topology.num_chips} chips): {error}"
         ) from None
     training = getattr(target.stage_config, "training", None)
-    if training is not None:
+    if target.stage != "rlvr" and training is not None:  # RLVR checks its rollout rows in rlvr_programs
         if training.batch_size % training.micro_batches:
             raise MeshError(
                 f"{target.source}: training.batch_size {training.batch_size} is not divisible by "

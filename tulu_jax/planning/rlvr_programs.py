@@ -27,9 +27,10 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     from tulu_jax.generation import SamplingConfig
     from tulu_jax.generation.sampler import _compiled, param_shardings
     from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
-    from tulu_jax.stages.rlvr_learner import build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings
     from tulu_jax.training.state import abstract_state
-    from tulu_jax.training.step import MeshFunction, jit_train_step
+    from tulu_jax.training.step import MeshFunction
+
+    learner, rollout_module = _rlvr_modules()
 
     config, model = target.stage_config, target.model
     rollout = config.rollout
@@ -45,8 +46,8 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     if config.uses_value_model:
         shapes["value"] = jax.eval_shape(lambda: init_scalar_head_params(model, jax.random.PRNGKey(0)))
         axes["value"] = scalar_head_logical_axes(model)
-    optimizer, schedule = make_rl_optimizer(config, config.total_steps * config.updates_per_step)
-    shardings = rl_state_shardings(mesh, optimizer, shapes, axes)
+    optimizer, schedule = learner.make_rl_optimizer(config, config.total_steps * config.updates_per_step)
+    shardings = learner.rl_state_shardings(mesh, optimizer, shapes, axes)
     state = abstract_state(optimizer, shapes, shardings)
     reference = abstract(shapes["policy"], shardings.params["policy"])
 
@@ -77,15 +78,25 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     )]
 
     # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
-    rollout_arrays = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
-    rollout_arrays["response_mask"] = array((rows, new), jnp.int32, by_rows_columns)
-    rollout_arrays["sampler_logprobs"] = array((rows, new), jnp.float32, by_rows_columns)
-    rollout_arrays["scores"] = array((rows,), jnp.float32, by_rows)
+    fields = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
+    batch_type = getattr(rollout_module, "RolloutBatch", None)
+    response_mask_dtype = jnp.float32 if batch_type is not None else jnp.int32
+    fields["response_mask"] = array((rows, new), response_mask_dtype, by_rows_columns)
+    fields["sampler_logprobs"] = array((rows, new), jnp.float32, by_rows_columns)
+    fields["scores"] = array((rows,), jnp.float32, by_rows)
+    rollout_arrays = batch_type(**fields) if batch_type is not None else fields
+    prepared_fields = {key: array((rows, new), jnp.float32, by_rows_columns) for key in
+                       ("old_logprobs", "reference_logprobs", "advantages")
+                       + (("old_values", "returns") if config.uses_value_model else ())}
+    if batch_type is not None:  # the package's RolloutBatch: the prepared batch is the same NamedTuple, filled
+        learner_batch = batch_type(**fields, **prepared_fields)
+    else:  # the former stage passed the learner a dict of these keys
+        learner_batch = {**{key: fields[key] for key in SEQUENCE_KEYS},
+                         "response_mask": array((rows, new), jnp.float32, by_rows_columns), **prepared_fields}
     prepare = jax.jit(
-        build_prepare_fn(config, model, prompt),
-        in_shardings=(shardings.params, shardings.params["policy"],
-                      {key: value.sharding for key, value in rollout_arrays.items()}),
-        out_shardings=(by_rows_columns, sharding.replicated(mesh)),
+        learner.build_prepare_fn(config, model, prompt),
+        in_shardings=(shardings.params, shardings.params["policy"], _shardings_of(rollout_arrays)),
+        out_shardings=(_shardings_of(learner_batch), sharding.replicated(mesh)),
     )
     forwards = 3 if config.uses_value_model else 2
     prepare_flops = forwards * forward_flops(model, rows, columns)
@@ -95,14 +106,12 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     ))
 
     # 3. The learner's update: ppo.epochs passes of ppo.minibatches optimizer updates.
-    learner_keys = SEQUENCE_KEYS + ("response_mask", "old_logprobs", "reference_logprobs", "advantages")
-    if config.uses_value_model:
-        learner_keys += ("old_values", "returns")
-    update = jit_train_step(build_update_fn(config, model, prompt, optimizer, schedule, mesh), mesh, shardings,
-                            learner_keys)
-    learner_batch = {key: array((rows, columns if key in SEQUENCE_KEYS else new),
-                                jnp.int32 if key in SEQUENCE_KEYS else jnp.float32, by_rows_columns)
-                     for key in learner_keys}
+    update = MeshFunction(jax.jit(
+        learner.build_update_fn(config, model, prompt, optimizer, schedule, mesh),
+        in_shardings=(shardings, _shardings_of(learner_batch)),
+        out_shardings=(shardings, sharding.replicated(mesh)),
+        donate_argnums=(0,),
+    ), mesh)
     models = 2 if config.uses_value_model else 1
     update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
     remat = 8.0 / 6.0 if model.remat != "none" else 1.0
@@ -111,3 +120,19 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
         update_flops * remat, resident={"reference": reference},
     ))
     return programs
+
+
+def _rlvr_modules():
+    """The RLVR learner and rollout modules: the ``stages.rlvr`` package, or the former flat modules."""
+    import importlib
+
+    try:
+        return (importlib.import_module("tulu_jax.stages.rlvr.learner"),
+                importlib.import_module("tulu_jax.stages.rlvr.rollout"))
+    except ModuleNotFoundError:
+        return (importlib.import_module("tulu_jax.stages.rlvr_learner"),
+                importlib.import_module("tulu_jax.stages.rlvr_rollout"))
+
+
+def _shardings_of(tree):
+    return jax.tree.map(lambda leaf: leaf.sharding, tree)

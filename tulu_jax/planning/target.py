@@ -27,8 +27,10 @@ STAGE_CONFIGS = {
     "sft": ("tulu_jax.stages.sft", "SFTConfig"),
     "dpo": ("tulu_jax.stages.dpo", "DPOConfig"),
     "rm": ("tulu_jax.stages.reward_model", "RewardModelConfig"),
-    "rlvr": ("tulu_jax.stages.rlvr_config", "RLVRConfig"),
+    "rlvr": ("tulu_jax.stages.rlvr.config", "RLVRConfig"),
 }
+# Where the RLVR config lived before ``stages/rlvr/`` became a package.
+FORMER_MODULES = {"tulu_jax.stages.rlvr.config": "tulu_jax.stages.rlvr_config"}
 PLANNABLE_STAGES = tuple(STAGE_CONFIGS)
 ALIASES = {"reward_model": "rm", "ppo": "rlvr", "grpo": "rlvr"}
 
@@ -72,15 +74,24 @@ def load_plan_target(
             "file's name: *_sft.yaml, *_dpo.yaml, *_rm.yaml, *_rlvr.yaml)"
         )
     module, name = STAGE_CONFIGS[stage]
-    config = load_config(getattr(importlib.import_module(module), name), path, overrides)
+    config = load_config(getattr(_import(module), name), path, overrides)
     if model is not None and model not in PRESETS:
         raise ConfigError(f"--model {model!r} is not a preset; choose one of {', '.join(PRESETS)}")
     model_config, origin = _planned_model(stage, config, path, model)
     return PlanTarget(stage, config, model_config, str(path), origin)
 
 
+def _import(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        if module not in FORMER_MODULES:
+            raise
+        return importlib.import_module(FORMER_MODULES[module])
+
+
 def _planned_model(stage: str, config: Any, path: Path, forced: Optional[str]) -> tuple[LlamaConfig, str]:
-    if stage == "rlvr":
+    if hasattr(config, "policy"):  # the RLVR config before it took a ``model:`` section like the other stages
         policy = config.policy
         source, overrides = (policy.preset or policy.path), dict(policy.model)
     else:
