@@ -12,7 +12,7 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from tulu_jax.checkpoint import find_checkpoint_dir
+from tulu_jax.checkpoint import check_finite, find_checkpoint_dir
 from tulu_jax.config import from_dict
 from tulu_jax.errors import CheckpointError
 from tulu_jax.models import param_logical_axes
@@ -52,4 +52,6 @@ def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tup
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
     params = restored.state["params"]
-    return config, (params["policy"] if nested else params), run_config
+    params = params["policy"] if nested else params
+    check_finite(params, f"checkpoint {directory}/{step}")  # a diverged or damaged step is never exported
+    return config, params, run_config
