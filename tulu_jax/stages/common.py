@@ -160,6 +160,8 @@ def data_work_share(output_dir: str) -> WorkShare:
             parts_dir.rmtree()
             if not list(folder.iterdir()):
                 folder.rmdir()
+        # Without this, a peer's next exchange may create its folder while process 0 removes the parent.
+        distributed.barrier(f"data {name} removed")
         return parts
 
     return WorkShare(jax.process_index(), jax.process_count(), exchange)
