@@ -1,10 +1,11 @@
 """The RLVR stage's programs on one mesh: the sampler (prefill + decode with its KV cache) and the learner
 (the prepare pass: policy, reference and value forwards with advantages; the update: PPO epochs).
 
-The RLVR stage builds these inline in ``RLVRStage.__init__`` from real params; the planner builds them from
-the same public pieces (``rlvr_learner``'s optimizer, shardings, prepare and update functions, the
-sampler's jitted program) with abstract inputs. When the stage exposes one ``(config, mesh)`` builder, this
-module should call it instead.
+The learner comes from the stage's own builder, ``stages.rlvr.stage.build_rlvr_learner(config, mesh,
+model)``, when the stage has it; before the RLVR package had it, the planner assembled the same programs
+from the learner's public pieces (optimizer, shardings, prepare and update functions), which is kept as the
+fallback. The sampler is the generation engine's jitted program (``generation.sampler._compiled``), the one
+``Sampler.sample`` calls, lowered with the policy params as the train state holds them.
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     if config.uses_value_model:
         shapes["value"] = jax.eval_shape(lambda: init_scalar_head_params(model, jax.random.PRNGKey(0)))
         axes["value"] = scalar_head_logical_axes(model)
-    optimizer, schedule = learner.make_rl_optimizer(config, config.total_steps * config.updates_per_step)
-    shardings = learner.rl_state_shardings(mesh, optimizer, shapes, axes)
-    state = abstract_state(optimizer, shapes, shardings)
+    stage_builder = _stage_learner_builder()
+    if stage_builder is not None:  # the stage's own builder: the programs RLVR trains with
+        built = stage_builder(config, mesh, model)
+        shardings, state = built.shardings, built.abstract_state()
+    else:
+        optimizer, schedule = learner.make_rl_optimizer(config, config.total_steps * config.updates_per_step)
+        shardings = learner.rl_state_shardings(mesh, optimizer, shapes, axes)
+        state = abstract_state(optimizer, shapes, shardings)
     reference = abstract(shapes["policy"], shardings.params["policy"])
 
     def array(shape, dtype, rank_sharding):
@@ -93,25 +99,31 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     else:  # the former stage passed the learner a dict of these keys
         learner_batch = {**{key: fields[key] for key in SEQUENCE_KEYS},
                          "response_mask": array((rows, new), jnp.float32, by_rows_columns), **prepared_fields}
-    prepare = jax.jit(
-        learner.build_prepare_fn(config, model, prompt),
-        in_shardings=(shardings.params, shardings.params["policy"], _shardings_of(rollout_arrays)),
-        out_shardings=(_shardings_of(learner_batch), sharding.replicated(mesh)),
-    )
+    if stage_builder is not None:
+        prepare = built.prepare
+    else:
+        prepare = MeshFunction(jax.jit(
+            learner.build_prepare_fn(config, model, prompt),
+            in_shardings=(shardings.params, shardings.params["policy"], _shardings_of(rollout_arrays)),
+            out_shardings=(_shardings_of(learner_batch), sharding.replicated(mesh)),
+        ), mesh)
     forwards = 3 if config.uses_value_model else 2
     prepare_flops = forwards * forward_flops(model, rows, columns)
     programs.append(Program(
-        "learner prepare", MeshFunction(prepare, mesh), (state.params, reference, rollout_arrays), rows * columns,
+        "learner prepare", prepare, (state.params, reference, rollout_arrays), rows * columns,
         prepare_flops, prepare_flops, resident={"opt_state": state.opt_state},
     ))
 
     # 3. The learner's update: ppo.epochs passes of ppo.minibatches optimizer updates.
-    update = MeshFunction(jax.jit(
-        learner.build_update_fn(config, model, prompt, optimizer, schedule, mesh),
-        in_shardings=(shardings, _shardings_of(learner_batch)),
-        out_shardings=(shardings, sharding.replicated(mesh)),
-        donate_argnums=(0,),
-    ), mesh)
+    if stage_builder is not None:
+        update = built.update
+    else:
+        update = MeshFunction(jax.jit(
+            learner.build_update_fn(config, model, prompt, optimizer, schedule, mesh),
+            in_shardings=(shardings, _shardings_of(learner_batch)),
+            out_shardings=(shardings, sharding.replicated(mesh)),
+            donate_argnums=(0,),
+        ), mesh)
     models = 2 if config.uses_value_model else 1
     update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
     remat = 8.0 / 6.0 if model.remat != "none" else 1.0
@@ -136,3 +148,13 @@ def _rlvr_modules():
 
 def _shardings_of(tree):
     return jax.tree.map(lambda leaf: leaf.sharding, tree)
+
+
+def _stage_learner_builder():
+    """``stages.rlvr.stage.build_rlvr_learner`` (config, mesh, model) when the stage has it, else None."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module("tulu_jax.stages.rlvr.stage"), "build_rlvr_learner", None)
+    except ModuleNotFoundError:
+        return None
