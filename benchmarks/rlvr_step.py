@@ -3,7 +3,7 @@ policy, reference and value model, advantages, PPO epochs).
 
     python -m benchmarks.rlvr_step [--quick] [--algorithm ppo|grpo]
 
-A tiny Llama on the toy verifiable task (``tulu_jax.stages.rlvr_toy_task``) on the local devices. The first
+A tiny Llama on the toy verifiable task (``tests/stages/rlvr_toy_task.py``) on the local devices. The first
 step (compilation) is reported apart; the figures are means over the following steps.
 """
 
@@ -16,19 +16,20 @@ import time
 import jax
 import numpy as np
 
+from tests.stages.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer, toy_prompts
 from tulu_jax.config import from_dict
-from tulu_jax.models import init_params
 from tulu_jax.sharding import MeshConfig, make_mesh
-from tulu_jax.stages.rlvr import RLVRStage, make_loader
-from tulu_jax.stages.rlvr_config import RLVRConfig
-from tulu_jax.stages.rlvr_toy_task import ToyTokenizer, toy_model_config, toy_prompts
+from tulu_jax.stages.common import resolve_model_config
+from tulu_jax.stages.rlvr import RLVR, RLVRConfig
+from tulu_jax.stages.rlvr.stage import make_loader
 
 
 def benchmark_config(quick: bool, algorithm: str) -> RLVRConfig:
     responses = 16 if quick else 64
     samples = 4 if algorithm == "grpo" else 1
     raw = {
-        "policy": {"preset": "tiny"},
+        "model": {"source": "tiny", "overrides": {**TOY_MODEL_OVERRIDES, "hidden_size": 64, "intermediate_size": 128,
+                                                  "num_heads": 4, "num_kv_heads": 2, "max_position_embeddings": 128}},
         "value": {"init": "policy"},
         "data": {"max_prompt_len": 16},
         "rollout": {"prompts_per_step": responses // samples, "samples_per_prompt": samples,
@@ -36,7 +37,8 @@ def benchmark_config(quick: bool, algorithm: str) -> RLVRConfig:
         "optimizer": {"learning_rate": 1e-3, "eps": 1e-5},
         "schedule": {"kind": "constant", "warmup_ratio": 0.0},
         "ppo": {"epochs": 4, "minibatches": 1, "logprob_chunk": 16},
-        "steps": 100,
+        "training": {"steps": 100},
+        "seed": 0,
     }
     if algorithm == "grpo":
         raw["objective"] = {"advantage_estimator": "grpo", "policy_loss": "grpo", "group_size": samples,
@@ -48,17 +50,26 @@ def run(quick: bool = False, algorithm: str = "ppo", steps: int | None = None) -
     """Time ``steps`` RLVR steps after a compiling one; returns seconds per step for rollout and train."""
     steps = steps or (3 if quick else 10)
     config = benchmark_config(quick, algorithm)
-    model_config = toy_model_config(hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=2,
-                                    max_position_embeddings=128)
     devices = jax.devices()
     data_parallel = max(d for d in (1, 2, 4, 8) if d <= len(devices) and config.rollout.responses_per_step % d == 0)
     mesh = make_mesh(MeshConfig(data=1, fsdp=data_parallel, tensor=1), devices[:data_parallel])
-    stage = RLVRStage(config, model_config, ToyTokenizer(), init_params(model_config, jax.random.PRNGKey(0)), mesh)
+    stage = RLVR(config, resolve_model_config(config.model), ToyTokenizer(), mesh)
     loader = make_loader(config, toy_prompts(256), stage.tokenizer.pad_id)
+    state = stage.initial_state()
+
+    def timed_step(state):
+        started = time.perf_counter()
+        state, metrics = stage.step(state, next(loader))
+        metrics = jax.device_get(metrics)  # waits for the updates
+        return state, {**metrics, "train_seconds": time.perf_counter() - started - metrics["rollout_seconds"]}
+
     started = time.perf_counter()
-    first = stage.step(next(loader))
+    state, first = timed_step(state)
     first_seconds = time.perf_counter() - started
-    timed = [stage.step(next(loader)) for _ in range(steps)]
+    timed = []
+    for _ in range(steps):
+        state, metrics = timed_step(state)
+        timed.append(metrics)
     rollout = float(np.mean([m["rollout_seconds"] for m in timed]))
     train = float(np.mean([m["train_seconds"] for m in timed]))
     tokens = float(np.mean([m["response_length"] for m in timed])) * config.rollout.responses_per_step

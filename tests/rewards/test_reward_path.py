@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from tulu_jax import cli
-from tulu_jax.stages.rlvr_rollout import score_responses
+from tulu_jax.stages.rlvr.rollout import score_responses
 
 PARAGRAPH_TRUTH = json.dumps({"instruction_id_list": ["length_constraints:number_paragraphs"], "kwargs": [{"num_paragraphs": 1}]})
 CASES = [  # (response, ground truth, dataset, score)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import jax
 
+from tests.stages.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer
 from tulu_jax.config import from_dict
-from tulu_jax.models import init_params
 from tulu_jax.sharding import MeshConfig, make_mesh
-from tulu_jax.stages.rlvr import RLVRStage
-from tulu_jax.stages.rlvr_config import RLVRConfig
-from tulu_jax.stages.rlvr_toy_task import ToyTokenizer, toy_model_config
+from tulu_jax.stages.common import resolve_model_config
+from tulu_jax.stages.rlvr import RLVR, RLVRConfig
 
 
 def toy_config(algorithm: str = "ppo", **sections) -> RLVRConfig:
     raw = {
-        "policy": {"preset": "tiny"},
+        "model": {"source": "tiny", "overrides": dict(TOY_MODEL_OVERRIDES)},
         "value": {"init": "policy"},
         "data": {"max_prompt_len": 12},
         "rollout": {"prompts_per_step": 32, "max_new_tokens": 2},
@@ -22,7 +21,8 @@ def toy_config(algorithm: str = "ppo", **sections) -> RLVRConfig:
         "schedule": {"kind": "constant", "warmup_ratio": 0.0},
         "ppo": {"logprob_chunk": 8},
         "checkpoint": {"async_save": False, "save_every": 1},
-        "steps": 40,
+        "training": {"steps": 40, "tensorboard": False, "progress_bar": False},
+        "seed": 0,
     }
     if algorithm == "grpo":
         raw["rollout"] = {"prompts_per_step": 8, "samples_per_prompt": 4, "max_new_tokens": 2}
@@ -32,8 +32,7 @@ def toy_config(algorithm: str = "ppo", **sections) -> RLVRConfig:
     return from_dict(RLVRConfig, raw)
 
 
-def toy_stage(config: RLVRConfig, devices: int = 1, seed: int = 0) -> RLVRStage:
-    model_config = toy_model_config()
-    params = init_params(model_config, jax.random.PRNGKey(seed))
+def toy_stage(config: RLVRConfig, devices: int = 1) -> RLVR:
+    """The stage's programs on ``devices`` CPU devices (fsdp), the policy a seeded random toy model."""
     mesh = make_mesh(MeshConfig(data=1, fsdp=devices, tensor=1), jax.devices()[:devices])
-    return RLVRStage(config, model_config, ToyTokenizer(), params, mesh=mesh)
+    return RLVR(config, resolve_model_config(config.model), ToyTokenizer(), mesh)

@@ -1,6 +1,6 @@
 """The RLVR stage learns a verifiable task: PPO and GRPO raise the verified accuracy of a tiny model.
 
-The task (``tulu_jax.stages.rlvr_toy_task``) is vocabulary-level: answer every prompt with the digit 7,
+The task (``tests/stages/rlvr_toy_task.py``) is vocabulary-level: answer every prompt with the digit 7,
 checked by the real gsm8k and math verifiers. A random policy is right a few percent of the time. What this
 shows: sampling, decoding, verifier scores, KL, advantages and the clipped updates push the policy towards
 verified answers with a bounded KL. It does not show reasoning.
@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
+import jax
+
 from tests.stages.rlvr_fixtures import toy_config, toy_stage
-from tulu_jax.stages.rlvr import make_loader
-from tulu_jax.stages.rlvr_toy_task import toy_prompts
+from tests.stages.rlvr_toy_task import toy_prompts
+from tulu_jax.stages.rlvr.stage import make_loader
 
 
 def train(algorithm: str, steps: int) -> list[dict]:
-    config = toy_config(algorithm, steps=steps)
+    config = toy_config(algorithm, training={"steps": steps})
     stage = toy_stage(config)
     loader = make_loader(config, toy_prompts(64), stage.tokenizer.pad_id)
-    return [stage.step(next(loader)) for _ in range(steps)]
+    state, history = stage.initial_state(), []
+    for _ in range(steps):
+        state, metrics = stage.step(state, next(loader))
+        history.append({key: float(value) for key, value in jax.device_get(metrics).items()})
+    return history
 
 
 def check_learned(history: list[dict]) -> None:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from tests.stages.rlvr_fixtures import toy_config
+from tests.stages.rlvr_toy_task import toy_model_config
 from tulu_jax.config import load_config
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import Llama, init_params
-from tulu_jax.stages.rlvr_config import RLVRConfig
-from tulu_jax.stages.rlvr_learner import build_prepare_fn, sequence_arrays
-from tulu_jax.stages.rlvr_rollout import repeat_prompts, score_responses, sequence_scores
-from tulu_jax.stages.rlvr_toy_task import toy_model_config
+from tulu_jax.stages.rlvr import RLVRConfig
+from tulu_jax.stages.rlvr.learner import build_prepare_fn
+from tulu_jax.stages.rlvr.rollout import RolloutBatch, repeat_prompts, score_responses, sequence_arrays, sequence_scores
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -75,14 +75,17 @@ def test_prepare_matches_full_logits_and_the_gae_formula():
     prompt_mask = (prompt_ids != 0).astype(np.int32)
     tokens = np.array([[10, 1, 0], [11, 12, 13]])
     mask = np.array([[1, 1, 0], [1, 1, 1]], np.int32)
-    batch = {**sequence_arrays(prompt_ids, prompt_mask, tokens, mask), "response_mask": jnp.asarray(mask),
-             "scores": jnp.array([10.0, 0.0]), "sampler_logprobs": jnp.zeros((2, 3))}
+    sequences = sequence_arrays(prompt_ids, prompt_mask, tokens, mask)
+    batch = RolloutBatch(**sequences, response_mask=jnp.asarray(mask, jnp.float32), sampler_logprobs=jnp.zeros((2, 3)),
+                         scores=jnp.array([10.0, 0.0]))
     prepare = jax.jit(build_prepare_fn(config, model_config, prompt_length))
-    learner_batch, metrics = prepare({"policy": policy, "value": value}, reference, batch)
+    prepared, metrics = prepare({"policy": policy, "value": value}, reference, batch)
+    learner_batch = prepared._asdict()
 
     def direct_logprobs(params):
         logits = np.asarray(Llama(model_config).apply(
-            {"params": params}, batch["input_ids"], positions=batch["positions"], segment_ids=batch["segment_ids"]
+            {"params": params}, sequences["input_ids"], positions=sequences["positions"],
+            segment_ids=sequences["segment_ids"]
         ), np.float64) / 0.7
         logits = logits[:, prompt_length - 1 : -1]
         log_softmax = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
@@ -117,6 +120,7 @@ def test_tulu3_rlvr_configs_carry_the_paper_hyperparameters(name, beta, lr, warm
     assert config.rollout.responses_per_step == per_step and config.rollout.samples_per_prompt == 1
     assert (config.rollout.max_new_tokens, config.data.max_prompt_len, config.rollout.temperature) == (2048, 2048, 1.0)
     assert (config.ppo.epochs, config.ppo.minibatches, config.ppo.value_loss_coef) == (4, 1, 0.1)
+    assert (config.objective.advantage_estimator, config.objective.policy_loss) == ("gae", "ppo")
     assert (config.optimizer.eps, config.optimizer.max_grad_norm, config.rollout.verifiable_reward) == (1e-5, 1.0, 10.0)
     assert (config.objective.gamma, config.objective.lam, config.objective.kl_estimator) == (1.0, 0.95, "k1")
     assert config.value.init == "reward_model"
@@ -131,7 +135,25 @@ def test_every_rlvr_config_loads():
 def test_config_mistakes_are_reported_with_the_key():
     with pytest.raises(ConfigError, match="group_size"):
         toy_config("grpo", objective={"group_size": 2})
+    with pytest.raises(ConfigError, match=r"advantage_estimator.*'vtrace'.*allowed: .*gae, grpo"):
+        toy_config("ppo", objective={"advantage_estimator": "vtrace"})
+    with pytest.raises(ConfigError, match=r"policy_loss.*'reinforce'.*allowed: .*grpo, ppo"):
+        toy_config("ppo", objective={"policy_loss": "reinforce"})
     with pytest.raises(ConfigError, match="value.path"):
         toy_config("ppo", value={"init": "reward_model"})
     with pytest.raises(ConfigError, match="minibatches"):
         toy_config("ppo", ppo={"minibatches": 5})
+
+
+def test_grpo_with_one_sample_per_prompt_is_refused_clearly():
+    with pytest.raises(ConfigError, match=r"compares the samples of one prompt.*samples_per_prompt is 1"):
+        toy_config("grpo", rollout={"samples_per_prompt": 1}, objective={"group_size": 1})
+
+
+def test_the_policy_is_named_like_sft_and_dpo():
+    config = toy_config("ppo", model={"source": "runs/dpo"})
+    assert config.model.source == "runs/dpo"
+    with pytest.raises(ConfigError, match="policy"):
+        from tulu_jax.config import from_dict
+
+        from_dict(RLVRConfig, {"policy": {"path": "runs/dpo"}})

@@ -1,56 +1,60 @@
-"""Resuming RLVR from a checkpoint gives bit-for-bit the run that was never interrupted (CPU, tiny config).
+"""Resuming RLVR from a checkpoint gives bit-for-bit the run that was never interrupted (CPU, toy task).
 
-The checkpoint holds the policy and value params, both optimizer states, the step, the rng and the data
-iterator's position; the rollout key is derived from the step, so the resumed run samples the same
-responses, scores them the same, and applies the same updates.
+The checkpoint holds the policy and value params, both optimizer states, the rollout step, the rng and the
+data iterator's position; the reference is reloaded from ``model.source``, and the rollout key is derived
+from the step, so the resumed run samples the same responses, scores them the same, and applies the same
+updates. Resuming goes through ``stages.common.resume_state``, as SFT and DPO do.
 """
 
 from __future__ import annotations
 
-import jax
+import json
+
 import numpy as np
 import pytest
 
-from tests.stages.rlvr_fixtures import toy_config, toy_stage
-from tulu_jax.stages.rlvr import run_stage
-from tulu_jax.stages.rlvr_toy_task import toy_prompts
+from tests.stages.rlvr_fixtures import toy_config
+from tests.stages.rlvr_toy_task import ToyTokenizer, toy_prompts
+from tulu_jax.errors import CheckpointError
+from tulu_jax.hf import read_checkpoint_dir
+from tulu_jax.stages.rlvr import run_rlvr
 
 
-def fresh_state(stage, host_state):
-    """Put a host copy of a state back on the stage's mesh (as a new process would start)."""
-    return jax.device_put(host_state, stage.shardings)
+def run(config, **options):
+    return run_rlvr(config, tokenizer=ToyTokenizer(), prompts=toy_prompts(32), **options)
+
+
+def train_metrics(output_dir):
+    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(row["step"], row["reward"], row["train/loss"]) for row in rows if "train/loss" in row]
 
 
 @pytest.mark.slow
 def test_resume_mid_run_equals_uninterrupted_run(tmp_path):
-    config = toy_config("ppo", steps=3, rollout={"prompts_per_step": 8}, ppo={"epochs": 2})
-    stage = toy_stage(config)
-    initial = jax.device_get(stage.state)
-    prompts = toy_prompts(32)
-    quiet = lambda line: None  # noqa: E731
+    settings = dict(training={"steps": 3}, rollout={"prompts_per_step": 8}, ppo={"epochs": 2}, mesh={"data": 1, "fsdp": -1, "tensor": 2})
+    straight = toy_config("ppo", output_dir=str(tmp_path / "straight"), **settings)
+    resumed = toy_config("ppo", output_dir=str(tmp_path / "resumed"), **settings)
 
-    uninterrupted = run_stage(stage, prompts, log=quiet, output_dir=str(tmp_path / "straight"))
-    final_straight = jax.device_get(stage.state)
+    run(straight)
+    run(resumed, stop_after=2)  # the process died after step 2: only the checkpoint survives
+    assert not (tmp_path / "resumed" / "hf").exists()
+    run(resumed, resume=True)
 
-    stage.state = fresh_state(stage, initial)
-    first_part = run_stage(stage, prompts, log=quiet, output_dir=str(tmp_path / "resumed"), stop_after=2)
-    stage.state = fresh_state(stage, initial)  # the process died: only the checkpoint survives
-    resumed_lines = []
-    second_part = run_stage(stage, prompts, log=resumed_lines.append, output_dir=str(tmp_path / "resumed"))
-    final_resumed = jax.device_get(stage.state)
+    assert train_metrics(tmp_path / "straight") == train_metrics(tmp_path / "resumed")
+    assert [step for step, _, _ in train_metrics(tmp_path / "resumed")] == [1, 2, 3]
+    ours, theirs = read_checkpoint_dir(tmp_path / "straight" / "hf"), read_checkpoint_dir(tmp_path / "resumed" / "hf")
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        assert ours[name].tobytes() == theirs[name].tobytes(), name
+    assert (tmp_path / "resumed" / "config.yaml").is_file()
 
-    assert "resumed from rollout step 2" in resumed_lines
-    assert [m["step"] for m in first_part + second_part] == [1, 2, 3]
-    for straight, resumed in zip(uninterrupted, first_part + second_part):
-        assert straight["reward"] == resumed["reward"]
-        assert straight["train/loss"] == resumed["train/loss"]
-    assert int(final_resumed.step) == int(final_straight.step) == 3 * 2
-    leaves_straight = jax.tree.leaves(final_straight)
-    leaves_resumed = jax.tree.leaves(final_resumed)
-    assert len(leaves_straight) == len(leaves_resumed)
-    for a, b in zip(leaves_straight, leaves_resumed):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # The run trained: the policy moved away from its start.
-    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),
-                                         final_straight.params["policy"], initial.params["policy"]))
-    assert max(moved) > 0
+
+def test_an_existing_run_is_not_silently_continued_when_resume_is_off(tmp_path):
+    config = toy_config("ppo", output_dir=str(tmp_path / "run"), training={"steps": 1}, rollout={"prompts_per_step": 8},
+                        ppo={"epochs": 1})
+    run(config)
+    off = toy_config("ppo", output_dir=str(tmp_path / "run"), training={"steps": 1}, rollout={"prompts_per_step": 8},
+                     ppo={"epochs": 1}, checkpoint={"resume": False})
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        run(off)
+    assert np.isfinite(train_metrics(tmp_path / "run")[0][2])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.stages.rlvr_fixtures import toy_config, toy_stage
-from tulu_jax.stages.rlvr import make_loader
-from tulu_jax.stages.rlvr_toy_task import toy_prompts
+from tests.stages.rlvr_toy_task import toy_prompts
+from tulu_jax.stages.rlvr.stage import make_loader
 
 
 @pytest.mark.slow
@@ -16,13 +16,18 @@ from tulu_jax.stages.rlvr_toy_task import toy_prompts
 def test_sharded_first_steps_match_single_device(algorithm):
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 devices (tests/conftest.py forces 8 CPU devices)")
-    config = toy_config(algorithm, steps=2, ppo={"epochs": 2}, rollout={"prompts_per_step": 16 if algorithm == "ppo" else 4})
+    config = toy_config(algorithm, training={"steps": 2}, ppo={"epochs": 2},
+                        rollout={"prompts_per_step": 16 if algorithm == "ppo" else 4})
     histories, params = [], []
     for devices in (1, 8):
         stage = toy_stage(config, devices=devices)
         loader = make_loader(config, toy_prompts(32), stage.tokenizer.pad_id)
-        histories.append([stage.step(next(loader)) for _ in range(2)])
-        params.append(jax.device_get(stage.state.params))
+        state, history = stage.initial_state(), []
+        for _ in range(2):
+            state, metrics = stage.step(state, next(loader))
+            history.append(jax.device_get(metrics))
+        histories.append(history)
+        params.append(jax.device_get(state.params))
     single, sharded = histories
     for one, eight in zip(single, sharded):
         # Sampling is bitwise equal only while logits agree to the last bit; the verified rewards of these

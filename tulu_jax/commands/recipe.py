@@ -12,7 +12,7 @@ HELP = "run the whole Tülu 3 recipe (SFT, DPO, RLVR) with held-out evaluation a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="recipe YAML, e.g. configs/demo_cpu.yaml")
     parser.add_argument("--quick", action="store_true", help="apply the config's quick_overrides (a smaller run)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rlvr.steps=10")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rlvr.training.steps=10")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,8 +25,8 @@ from tulu_jax.objectives.ppo import ppo_policy_loss
 class RLObjectiveConfig:
     """Hyperparameters of the RL objectives; defaults are Tülu 3 RLVR (PPO) for 8B."""
 
-    advantage_estimator: Literal["gae", "grpo"] = "gae"
-    policy_loss: Literal["ppo", "grpo"] = "ppo"
+    advantage_estimator: str = "gae"  # a name in the advantage-estimator registry below
+    policy_loss: str = "ppo"  # a name in the policy-loss registry below
     kl_beta: float = 0.05  # β of the KL penalty (in the reward for PPO, in the loss for GRPO)
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # used in PPO's per-token reward; GRPO's loss uses k3
     gamma: float = 1.0
@@ -36,6 +36,10 @@ class RLObjectiveConfig:
     value_clip: float = 0.2
     group_size: int = 1  # GRPO: samples per prompt, consecutive in the batch
     group_std: Literal["sample", "population"] = "sample"
+
+    def __post_init__(self) -> None:
+        advantage_estimator_entry(self.advantage_estimator, "objective.advantage_estimator")
+        get_policy_loss(self.policy_loss, "objective.policy_loss")
 
 
 class Rollout(NamedTuple):
@@ -58,15 +62,26 @@ AdvantageEstimator = Callable[[Rollout, RLObjectiveConfig], Advantages]
 # (new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config) -> (loss, metrics)
 PolicyLoss = Callable[..., tuple]
 
-_ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvantageEstimatorEntry:
+    """A registered estimator and what the stage must provide for it."""
+
+    function: AdvantageEstimator
+    needs_value_model: bool = False  # the stage trains a value model and passes its values in the rollout
+    needs_groups: bool = False  # several samples of each prompt, consecutive rows (group_size >= 2)
+
+
+_ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimatorEntry] = {}
 _POLICY_LOSSES: dict[str, PolicyLoss] = {}
 
 
-def register_advantage_estimator(name: str):
-    """Decorator: make an estimator selectable as ``advantage_estimator: name``."""
+def register_advantage_estimator(name: str, *, needs_value_model: bool = False, needs_groups: bool = False):
+    """Decorator: make an estimator selectable as ``advantage_estimator: name``, declaring what it needs."""
 
     def register(function: AdvantageEstimator) -> AdvantageEstimator:
-        _ADVANTAGE_ESTIMATORS[name] = function
+        _ADVANTAGE_ESTIMATORS[name] = AdvantageEstimatorEntry(function, needs_value_model, needs_groups)
         return function
 
     return register
@@ -84,18 +99,23 @@ def register_policy_loss(name: str):
 
 def _lookup(table: dict, name: str, what: str):
     if name not in table:
-        raise ConfigError(f"unknown {what} {name!r}; allowed: {', '.join(sorted(table))}")
+        raise ConfigError(f"{what}: unknown name {name!r}; allowed: {', '.join(sorted(table))}")
     return table[name]
+
+
+def advantage_estimator_entry(name: str, what: str = "advantage estimator") -> AdvantageEstimatorEntry:
+    """The registry entry called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_ADVANTAGE_ESTIMATORS, name, what)
 
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
     """The registered estimator called ``name``; ConfigError listing the known ones otherwise."""
-    return _lookup(_ADVANTAGE_ESTIMATORS, name, "advantage estimator")
+    return advantage_estimator_entry(name).function
 
 
-def get_policy_loss(name: str) -> PolicyLoss:
+def get_policy_loss(name: str, what: str = "policy loss") -> PolicyLoss:
     """The registered policy loss called ``name``; ConfigError listing the known ones otherwise."""
-    return _lookup(_POLICY_LOSSES, name, "policy loss")
+    return _lookup(_POLICY_LOSSES, name, what)
 
 
 def advantage_estimator_names() -> tuple[str, ...]:
@@ -106,7 +126,7 @@ def policy_loss_names() -> tuple[str, ...]:
     return tuple(sorted(_POLICY_LOSSES))
 
 
-@register_advantage_estimator("gae")
+@register_advantage_estimator("gae", needs_value_model=True)
 def gae_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
     """PPO: KL-penalised per-token rewards, GAE against the value model, advantages whitened over valid tokens."""
     if rollout.values is None or rollout.reference_logprobs is None:
@@ -119,7 +139,7 @@ def gae_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
     return Advantages(advantages, returns, rewards)
 
 
-@register_advantage_estimator("grpo")
+@register_advantage_estimator("grpo", needs_groups=True)
 def grpo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
     """GRPO: each response's group-normalised score on every one of its tokens; no value model, no KL reward."""
     per_response = grpo_advantages(rollout.sequence_scores, config.group_size, std=config.group_std)

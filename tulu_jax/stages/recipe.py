@@ -25,7 +25,7 @@ from tulu_jax.models.params import param_shapes
 from tulu_jax.stages.common import EXPORT_DIR, ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.dpo import DPOConfig, run_dpo
 from tulu_jax.stages.recipe_report import accuracy_table, plot_curves, read_metrics
-from tulu_jax.stages.rlvr_config import RLVRConfig
+from tulu_jax.stages.rlvr import RLVRConfig
 from tulu_jax.stages.sft import SFTConfig, run_sft
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def stage_configs(config: RecipeConfig, files: DemoFiles) -> dict[str, Any]:
     )
     rlvr = _replace(
         config.rlvr, output_dir=str(run / "rlvr"),
-        policy=_replace(config.rlvr.policy, path=str(run / "dpo" / EXPORT_DIR), preset=""),
+        model=_replace(config.rlvr.model, source=str(run / "dpo")),
         data=data(config.rlvr.data, files.rlvr),
     )
     return {"sft": sft, "dpo": dpo, "rlvr": rlvr}
@@ -156,7 +156,7 @@ def run_recipe(config: RecipeConfig, echo: Callable[[str], None] = print) -> dic
     """Run (or finish) every stage; returns the evaluations, wall times and paths of what was written."""
     from data_pipeline.tokenizer import load_tokenizer
     from tulu_jax.generation.loading import load_model_for_inference
-    from tulu_jax.stages.rlvr import run_from_config
+    from tulu_jax.stages.rlvr import run_rlvr
 
     run = RecipeRun(config, echo)
     files = run.data()
@@ -176,7 +176,7 @@ def run_recipe(config: RecipeConfig, echo: Callable[[str], None] = print) -> dic
     run.evaluate("sft", *_loaded(load_model_for_inference(Path(stages["sft"].output_dir) / EXPORT_DIR)), records)
     run.stage("dpo", lambda: run_dpo(stages["dpo"]))
     run.evaluate("dpo", *_loaded(load_model_for_inference(Path(stages["dpo"].output_dir) / EXPORT_DIR)), records)
-    run.stage("rlvr", lambda: run_from_config(stages["rlvr"], log=echo))
+    run.stage("rlvr", lambda: run_rlvr(stages["rlvr"]))
     final_dir = Path(stages["rlvr"].output_dir) / EXPORT_DIR
     final = load_model_for_inference(final_dir)
     run.evaluate("rlvr", *_loaded(final), records)

@@ -1,4 +1,4 @@
-"""A tiny verifiable task for tests, benchmarks and smoke runs of the RLVR stage on CPU.
+"""A tiny verifiable task for the RLVR stage's tests and benchmark on CPU.
 
 The vocabulary is 32 single characters (digits, a few letters and symbols) plus ``<pad>`` and EOS, so a
 randomly initialised tiny model spreads its probability over few tokens. Every prompt is a random letter
@@ -23,7 +23,7 @@ ANSWER = "7"
 class ToyTokenizer:
     """A character tokenizer with the ``data_pipeline.tokenizer.Tokenizer`` interface (ids 0 pad, 1 EOS)."""
 
-    pad_id, eos_id, eos_token = 0, 1, EOS
+    pad_id, eos_id, eos_token, bos_id = 0, 1, EOS, None
 
     def __init__(self):
         self.tokens = [PAD, EOS, *CHARACTERS]
@@ -43,12 +43,14 @@ class ToyTokenizer:
         return self.tokens[token_id] if 0 <= token_id < len(self.tokens) else None
 
 
+# ``model.overrides`` of the ``tiny`` preset cut to the toy vocabulary (EOS 1, pad 0).
+TOY_MODEL_OVERRIDES = dict(vocab_size=32, eos_token_id=1, pad_token_id=0, hidden_size=32, intermediate_size=64,
+                           num_heads=2, num_kv_heads=1, max_position_embeddings=64)
+
+
 def toy_model_config(**overrides) -> LlamaConfig:
     """The ``tiny`` preset cut to the toy vocabulary (EOS 1, pad 0), float32, unscanned layers."""
-    settings = dict(vocab_size=32, eos_token_id=1, pad_token_id=0, hidden_size=32, intermediate_size=64,
-                    num_heads=2, num_kv_heads=1, max_position_embeddings=64)
-    settings.update(overrides)
-    return preset("tiny", **settings)
+    return preset("tiny", **{**TOY_MODEL_OVERRIDES, **overrides})
 
 
 def toy_prompts(count: int, seed: int = 0, datasets=("gsm8k", "math")) -> list[dict]:

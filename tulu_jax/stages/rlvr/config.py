@@ -1,37 +1,25 @@
-"""The RLVR stage's config: where the policy and value model come from, how rollouts are drawn and scored,
-the RL objective (PPO or GRPO), the optimizers, and the run's length, evaluation and checkpointing.
+"""The RLVR stage's config: the policy (``model``, as in SFT and DPO) and where the value model starts, how
+rollouts are drawn and scored, the RL objective (registry names), the optimizers, and the run's length,
+logging, evaluation and checkpointing.
 
 Defaults are the Tülu 3 8B RLVR settings (RECIPE.md section 7). One "step" of this stage is one rollout
 batch: ``rollout.prompts_per_step × rollout.samples_per_prompt`` responses, then ``ppo.epochs ×
-ppo.minibatches`` optimizer updates. The learning-rate schedule counts optimizer updates.
+ppo.minibatches`` optimizer updates. The train state's ``step`` counts rollout steps; the learning-rate
+schedule counts optimizer updates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 from data_pipeline.config import DataConfig
 from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.errors import ConfigError
-from tulu_jax.objectives.registry import RLObjectiveConfig
+from tulu_jax.objectives.registry import RLObjectiveConfig, advantage_estimator_entry
 from tulu_jax.sharding import MeshConfig
+from tulu_jax.stages.common import ModelConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
-
-
-@dataclass(frozen=True)
-class PolicySourceConfig:
-    """The policy's starting weights: a Hugging Face model directory (``path``) or random weights of a
-    ``preset`` shape (tests, demos). ``model`` overrides LlamaConfig fields (dtypes, remat, vocab_size ...).
-    The frozen reference model is the same starting weights."""
-
-    path: str = ""
-    preset: str = ""
-    model: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if bool(self.path) == bool(self.preset):
-            raise ConfigError("policy: set exactly one of policy.path (a Hugging Face model directory) or policy.preset")
 
 
 @dataclass(frozen=True)
@@ -90,19 +78,35 @@ class PPOConfig:
 
 
 @dataclass(frozen=True)
+class RLVRTrainingConfig:
+    """The run's length and logging; the logger options are named as in SFT's and DPO's ``training:``."""
+
+    steps: int = 0  # rollout steps; 0: episodes // responses per step
+    episodes: int = 100_000  # responses generated over the run (used when steps is 0)
+    log_every: int = 1
+    tensorboard: bool = True
+    wandb_project: Optional[str] = None  # log to W&B too (needs `pip install wandb`)
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.log_every < 1:
+            raise ConfigError(f"training.log_every must be at least 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
 class RLVREvalConfig:
-    every: int = 100  # rollout steps between evaluations on the held-out prompts; 0: never
+    every: int = 100  # rollout steps between evaluations on the held-out prompts; 0: only at the end
     max_prompts: int = 0  # 0: all held-out prompts
     max_new_tokens: int = 0  # 0: rollout.max_new_tokens
     batch_size: int = 0  # 0: rollout.prompts_per_step
     # Tülu 3 kept the checkpoint that scored best on the dev evals. With keep_best the starting policy is
-    # evaluated too, and the export is the best policy seen (held on the host; not part of resume state).
+    # evaluated too, every new best is saved as a checkpoint step under output_dir/best, and that is exported.
     keep_best: bool = False
 
 
 @dataclass(frozen=True)
 class RLVRConfig:
-    policy: PolicySourceConfig = field(default_factory=lambda: PolicySourceConfig(preset="tiny"))
+    model: ModelConfig = field(default_factory=ModelConfig)  # the policy; the frozen reference is its start
     value: ValueSourceConfig = field(default_factory=lambda: ValueSourceConfig(init="policy"))
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -111,25 +115,29 @@ class RLVRConfig:
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=3e-7, eps=1e-5))
     value_optimizer: Optional[OptimizerConfig] = None  # None: the policy's optimizer settings
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.0))
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    training: RLVRTrainingConfig = field(default_factory=RLVRTrainingConfig)
     evaluation: RLVREvalConfig = field(default_factory=RLVREvalConfig)
-    steps: int = 0  # rollout steps; 0: episodes // responses per step
-    episodes: int = 100_000  # responses generated over the run (used when steps is 0)
-    log_every: int = 1
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     output_dir: str = "runs/rlvr"
     seed: int = 1
 
     def __post_init__(self) -> None:
         objective, rollout = self.objective, self.rollout
-        uses_value = objective.advantage_estimator == "gae"
-        if objective.advantage_estimator == "grpo" and objective.group_size != rollout.samples_per_prompt:
-            raise ConfigError(
-                f"objective.group_size ({objective.group_size}) must equal rollout.samples_per_prompt "
-                f"({rollout.samples_per_prompt}): GRPO normalises over the samples of one prompt"
-            )
-        if uses_value and objective.policy_loss == "grpo":
-            raise ConfigError("objective.policy_loss 'grpo' goes with advantage_estimator 'grpo' (no value model)")
+        estimator = advantage_estimator_entry(objective.advantage_estimator)
+        if estimator.needs_groups:
+            if rollout.samples_per_prompt < 2:
+                raise ConfigError(
+                    f"objective.advantage_estimator {objective.advantage_estimator!r} compares the samples of one "
+                    f"prompt, but rollout.samples_per_prompt is {rollout.samples_per_prompt}; set it (and "
+                    "objective.group_size) to 2 or more (Tülu 3.1 GRPO: 16)"
+                )
+            if objective.group_size != rollout.samples_per_prompt:
+                raise ConfigError(
+                    f"objective.group_size ({objective.group_size}) must equal rollout.samples_per_prompt "
+                    f"({rollout.samples_per_prompt}): {objective.advantage_estimator} normalises over the samples "
+                    "of one prompt"
+                )
         if rollout.responses_per_step % self.ppo.minibatches:
             raise ConfigError(
                 f"{rollout.responses_per_step} responses per step do not split into ppo.minibatches="
@@ -139,23 +147,20 @@ class RLVRConfig:
             raise ConfigError("each PPO minibatch must split evenly into ppo.micro_batches")
         if self.total_steps < 1:
             raise ConfigError(
-                f"the run has no rollout steps (steps={self.steps}, episodes={self.episodes}, "
-                f"{rollout.responses_per_step} responses per step); raise steps or episodes"
+                f"the run has no rollout steps (training.steps={self.training.steps}, training.episodes="
+                f"{self.training.episodes}, {rollout.responses_per_step} responses per step); raise steps or episodes"
             )
 
     @property
     def uses_value_model(self) -> bool:
-        return self.objective.advantage_estimator == "gae"
+        return advantage_estimator_entry(self.objective.advantage_estimator).needs_value_model
 
     @property
     def total_steps(self) -> int:
         """Rollout steps of the whole run."""
-        return self.steps if self.steps > 0 else self.episodes // self.rollout.responses_per_step
+        training = self.training
+        return training.steps if training.steps > 0 else training.episodes // self.rollout.responses_per_step
 
     @property
     def updates_per_step(self) -> int:
         return self.ppo.epochs * self.ppo.minibatches
-
-
-def model_overrides(config: RLVRConfig) -> dict[str, Any]:
-    return dict(config.policy.model)

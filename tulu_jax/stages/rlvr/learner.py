@@ -5,15 +5,18 @@ column ``P − 1 + j`` predict response token ``j``, so log-probs, entropies and
 read from columns ``P − 1 .. P + R − 2``. Values follow the same alignment: ``V_j`` is the value of the
 state just before response token ``j`` is drawn.
 
-Train-state layout: ``TrainState.params = {"policy": ..., "value": ...}`` (``"value"`` only for PPO) and
-``TrainState.opt_state = {"policy": ..., "value": ...}``: :class:`PerModelOptimizer` gives each model its
-own AdamW and its own gradient-norm clip, as two separate optimizers would. The frozen reference model is not in the state: it is the starting policy,
-reloaded on resume.
+Train-state layout: ``TrainState.params = {"policy": ..., "value": ...}`` (``"value"`` only for estimators
+that need a value model) and ``TrainState.opt_state = {"policy": ..., "value": ...}``: :class:`PerModelOptimizer`
+gives each model its own AdamW and its own gradient-norm clip, as two separate optimizers would; both are
+sharded by the logical-axis rules. ``TrainState.step`` counts rollout steps (the optimizers count their
+updates themselves). The frozen reference model is not in the state: it is the starting policy, reloaded
+(sharded) on resume.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,25 +28,11 @@ from tulu_jax.objectives.logprobs import chunked_token_logprobs
 from tulu_jax.objectives.masked import masked_mean
 from tulu_jax.objectives.ppo import ppo_value_loss
 from tulu_jax.objectives.registry import RLObjectiveConfig, Rollout, get_advantage_estimator, get_policy_loss
-from tulu_jax.stages.rlvr_config import RLVRConfig
+from tulu_jax.stages.rlvr.config import RLVRConfig
+from tulu_jax.stages.rlvr.rollout import SEQUENCE_FIELDS, RolloutBatch
 from tulu_jax.training.optimizer import make_optimizer, make_schedule
 from tulu_jax.training.step import build_train_step
 from tulu_jax.training.state import TrainState, state_shardings
-
-SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
-
-
-def sequence_arrays(prompt_ids, prompt_mask, response_tokens, response_mask) -> dict:
-    """``input_ids``, ``positions``, ``segment_ids`` ``[batch, P + R]`` of prompt + response rows.
-
-    Real tokens get segment 1, padding (left of the prompt, after the response) segment 0; positions count
-    real tokens only, as the sampler's do, so the learner sees exactly the sampler's context.
-    """
-    input_ids = jnp.concatenate([prompt_ids, response_tokens], axis=1).astype(jnp.int32)
-    segment_ids = jnp.concatenate([prompt_mask, response_mask], axis=1).astype(jnp.int32)
-    positions = jnp.maximum(jnp.cumsum(segment_ids, axis=1) - 1, 0)
-    return {"input_ids": input_ids, "positions": positions, "segment_ids": segment_ids}
-
 
 def response_logprobs(params, config: LlamaConfig, batch: Mapping, prompt_length: int, temperature: float, chunk: int):
     """``(logprobs, entropy)`` ``[batch, R]`` of the response tokens under ``softmax(logits / temperature)``."""
@@ -111,51 +100,45 @@ def rl_state_shardings(mesh, optimizer: PerModelOptimizer, param_shapes: dict, p
 
 
 def build_prepare_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: int) -> Callable:
-    """``(params, reference_params, batch) -> batch + old/reference log-probs, values, advantages, metrics``.
+    """``(params, reference_params, batch) -> (batch with old/reference log-probs, values, advantages, metrics)``.
 
-    ``batch`` holds the sequence arrays, ``response_mask`` ``[N, R]``, ``scores`` ``[N]`` and the sampler's
-    ``sampler_logprobs``. Old log-probs are recomputed by the learner's forward (ratio exactly 1 on the first
-    update); their gap to the sampler's log-probs is reported as ``logprob_mismatch``.
+    Old log-probs are recomputed by the learner's forward (ratio exactly 1 on the first update); their gap
+    to the sampler's log-probs is reported as ``logprob_mismatch``.
     """
     temperature, chunk, objective = config.rollout.temperature, config.ppo.logprob_chunk, config.objective
     estimator = get_advantage_estimator(objective.advantage_estimator)
 
-    def prepare(params, reference_params, batch):
-        mask = batch["response_mask"]
-        old_logprobs, entropy = response_logprobs(params["policy"], model_config, batch, prompt_length, temperature, chunk)
-        reference_logprobs, _ = response_logprobs(reference_params, model_config, batch, prompt_length, temperature, chunk)
-        values = response_values(params["value"], model_config, batch, prompt_length) if "value" in params else None
-        rollout = Rollout(batch["scores"], mask, old_logprobs, reference_logprobs, values)
-        advantages = estimator(rollout, objective)
+    def prepare(params, reference_params, batch: RolloutBatch):
+        sequences = {key: getattr(batch, key) for key in SEQUENCE_FIELDS}
+        mask = batch.response_mask
+        old_logprobs, entropy = response_logprobs(params["policy"], model_config, sequences, prompt_length,
+                                                  temperature, chunk)
+        reference_logprobs, _ = response_logprobs(reference_params, model_config, sequences, prompt_length,
+                                                  temperature, chunk)
+        values = response_values(params["value"], model_config, sequences, prompt_length) if "value" in params else None
+        advantages = estimator(Rollout(batch.scores, mask, old_logprobs, reference_logprobs, values), objective)
         delta = jnp.where(mask != 0, old_logprobs - reference_logprobs, 0.0)
         metrics = {
             "kl": jnp.mean(jnp.sum(delta, axis=1)),  # k1 per response, summed over its tokens
             "kl_k3_per_token": masked_mean(jnp.exp(-delta) - 1.0 + delta, mask),
             "entropy": masked_mean(entropy, mask),
-            "logprob_mismatch": masked_mean(jnp.abs(old_logprobs - batch["sampler_logprobs"]), mask),
+            "logprob_mismatch": masked_mean(jnp.abs(old_logprobs - batch.sampler_logprobs), mask),
             "advantage_mean": masked_mean(advantages.advantages, mask),
         }
         if advantages.rewards is not None:
             metrics["total_reward"] = jnp.mean(jnp.sum(advantages.rewards, axis=1))
         if values is not None:
             metrics["value_mean"] = masked_mean(values, mask)
-        learner_batch = {
-            **{key: batch[key] for key in SEQUENCE_KEYS},
-            "response_mask": mask.astype(jnp.float32),
-            "old_logprobs": old_logprobs,
-            "reference_logprobs": reference_logprobs,
-            "advantages": advantages.advantages,
-        }
-        if values is not None:
-            learner_batch["old_values"] = values
-            learner_batch["returns"] = advantages.returns
-        return learner_batch, metrics
+        prepared = batch._replace(old_logprobs=old_logprobs, reference_logprobs=reference_logprobs,
+                                  advantages=advantages.advantages, old_values=values, returns=advantages.returns)
+        return prepared, metrics
 
     return prepare
 
 
 def build_loss_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: int) -> tuple[Callable, Callable]:
-    """``(loss_fn, batch_context_fn)`` for ``training.step.build_train_step``.
+    """``(loss_fn, batch_context_fn)`` for ``training.step.build_train_step``, over the prepared
+    :class:`RolloutBatch`'s fields as a dict (the generic step splits dicts into micro-batches).
 
     Losses are token-masked means over the whole minibatch; each micro-batch contributes its share (its
     tokens over the minibatch's), so micro-batch losses and metrics add up to the minibatch's.
@@ -190,49 +173,74 @@ def build_loss_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: 
 
 
 def build_update_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: int, optimizer, schedule, mesh=None):
-    """``(state, learner_batch) -> (state, metrics)``: ``ppo.epochs`` passes, each over a fresh shuffle split
-    into ``ppo.minibatches`` optimizer updates. Metrics are means over all the updates."""
+    """``(state, prepared batch) -> (state, metrics)``: ``ppo.epochs`` passes, each over a fresh shuffle split
+    into ``ppo.minibatches`` optimizer updates; ``state.step`` advances by one rollout step. Metrics are means
+    over all the updates."""
     loss_fn, context_fn = build_loss_fn(config, model_config, prompt_length)
     train_step = build_train_step(loss_fn, optimizer, schedule, config.ppo.micro_batches, context_fn, mesh)
     epochs, minibatches = config.ppo.epochs, config.ppo.minibatches
 
-    def update(state: TrainState, batch: Mapping[str, jnp.ndarray]):
-        rows = batch["response_mask"].shape[0]
+    def update(state: TrainState, rollout: RolloutBatch):
+        batch = {key: value for key, value in rollout._asdict().items() if value is not None}
+        rows = rollout.response_mask.shape[0]
+        rollout_step = state.step
+        # Inside the scan ``step`` counts optimizer updates, so the reported learning rate is the schedule's.
+        state = dataclasses.replace(state, step=rollout_step * (epochs * minibatches))
 
         def one_epoch(state, epoch):
             # The shuffle key comes from the state's rng, so a resumed run shuffles identically.
             order = jax.random.permutation(jax.random.fold_in(jax.random.wrap_key_data(state.rng), 7919), rows)
-            split = {
-                key: value[order].reshape(minibatches, rows // minibatches, *value.shape[1:])
-                for key, value in batch.items()
-            }
+            split = {key: value[order].reshape(minibatches, rows // minibatches, *value.shape[1:])
+                     for key, value in batch.items()}
             return jax.lax.scan(train_step, state, split)
 
         state, metrics = jax.lax.scan(one_epoch, state, jnp.arange(epochs))
-        return state, jax.tree.map(jnp.mean, metrics)
+        return dataclasses.replace(state, step=rollout_step + 1), jax.tree.map(jnp.mean, metrics)
 
     return update
 
 
-def value_params_for(config: RLVRConfig, model_config: LlamaConfig, policy_params: Any, seed: int) -> Optional[dict]:
-    """Initial value-model params per ``value.init`` (None when the objective needs no value model)."""
-    from tulu_jax.errors import ConfigError
+def value_params_for(config: RLVRConfig, model_config: LlamaConfig, policy_params: Any, shardings: Any) -> dict:
+    """The value model's starting params per ``value.init``, laid out by ``shardings`` (never gathered)."""
     from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_params_from_lm
+    from tulu_jax.training.state import init_params_sharded
 
-    if not config.uses_value_model:
-        return None
     if config.value.init == "policy":
-        return jax.tree.map(jnp.asarray, scalar_head_params_from_lm(policy_params))
+        return jax.jit(scalar_head_params_from_lm, out_shardings=shardings)(policy_params)
     if config.value.init == "scratch":
-        return init_scalar_head_params(model_config, jax.random.PRNGKey(seed + 1))
-    from tulu_jax.stages.reward_model import load_reward_model
+        return init_params_sharded(lambda key: init_scalar_head_params(model_config, key), config.seed + 1, shardings)
+    return load_reward_model_sharded(config.value.path, model_config, shardings)
 
-    reward_config, reward_params = load_reward_model(config.value.path)
+
+def load_reward_model_sharded(path: str, model_config: LlamaConfig, shardings: Any) -> dict:
+    """A ``tulu-jax rm`` run's params (its ``reward_model/`` export), each process reading only its shards."""
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from data_pipeline.paths import as_path
+    from tulu_jax.config import from_dict
+    from tulu_jax.errors import CheckpointError, ConfigError
+    from tulu_jax.models.value_head import init_scalar_head_params
+    from tulu_jax.stages.reward_model import EXPORT_DIR
+
+    root = as_path(path)
+    directory = root / EXPORT_DIR if (root / EXPORT_DIR / "model_config.json").is_file() else root
+    if not (directory / "model_config.json").is_file() or not (directory / "params").is_dir():
+        raise CheckpointError(
+            f"value.path {path} holds no reward model (expected model_config.json and params/ in {directory}); "
+            "give the output_dir of a `tulu-jax rm` run"
+        )
+    reward_config = from_dict(LlamaConfig, json.loads((directory / "model_config.json").read_text()),
+                              where=str(directory / "model_config.json"))
     trunk_fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads")
     mismatched = [name for name in trunk_fields if getattr(reward_config, name) != getattr(model_config, name)]
     if mismatched:
         raise ConfigError(
-            f"value.path {config.value.path}: the reward model's {', '.join(mismatched)} differ from the policy's; "
+            f"value.path {path}: the reward model's {', '.join(mismatched)} differ from the policy's; "
             "the value model must have the policy's shape (train the reward model from the same base)"
         )
-    return reward_params
+    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
+    target = jax.tree.map(lambda shape, where: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=where),
+                          shapes, shardings)
+    return ocp.StandardCheckpointer().restore(directory / "params", target)

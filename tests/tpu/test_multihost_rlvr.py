@@ -1,0 +1,157 @@
+"""``tulu-jax rlvr`` (PPO and GRPO) on 2 processes × 4 CPU devices equals the 1-process 8-device run.
+
+Launched as ``tpu_scripts/launch.sh`` launches a pod (``tests/tpu/launch.py``): the same command on each
+process, only the ``TULU_*`` environment differing, one shared ``output_dir``, the policy a Hugging Face
+checkpoint. Each process decodes and scores only the rollout rows its devices hold. Checked: per-step
+rewards, KL and losses (1e-5), the exports (1e-6), keep-best's checkpoint step, and that no process gathered
+a whole array (``assert_equal``/``process_allgather``). A 2-process PPO run SIGKILLed after its first
+checkpoint and rerun ends with an export bit-identical to the uninterrupted run (``slow``).
+"""
+
+import json
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tests.helpers.tiny_tokenizer import build_tiny_tokenizer
+from tests.tpu import launch
+from tulu_jax.hf import read_checkpoint_dir, save_hf_checkpoint
+from tulu_jax.models import init_params, preset
+
+TIMEOUT = 1200
+MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
+COMPARED = ("reward", "accuracy", "kl", "train/loss", "train/policy_loss")
+PPO = ["evaluation.keep_best=false"]  # the export is the trained policy
+GRPO = ["objective.advantage_estimator=grpo", "objective.policy_loss=grpo", "objective.group_size=4",
+        "objective.kl_beta=0.01", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4"]
+
+
+LOWERCASE = json.dumps({"func_name": "validate_lowercase"})
+
+
+def write_prompts(path, count):
+    """Half IFEval "answer in lowercase" (a random tiny policy passes now and then: a reward to learn from),
+    half GSM8K sums (it never passes: the per-dataset metrics see both)."""
+    with path.open("w") as sink:
+        for index in range(count):
+            if index % 2:
+                record = {"messages": [{"role": "user", "content": f"What is {index % 7} plus 1?"}],
+                          "ground_truth": str(index % 7 + 1), "dataset": "gsm8k"}
+            else:
+                record = {"messages": [{"role": "user", "content": f"Greet {index % 7}, lowercase."}],
+                          "ground_truth": LOWERCASE, "dataset": "ifeval"}
+            sink.write(json.dumps(record) + "\n")
+    return path
+
+
+def rlvr_arguments(workspace, output_dir, *extra):
+    return ["rlvr", "--config", "configs/rlvr_tiny_cpu.yaml", f"output_dir={output_dir}",
+            f"model.source={workspace / 'policy_hf'}", "model.overrides={}",
+            f"data.sources=[{{path: {workspace / 'rlvr.jsonl'}}}]",
+            f"data.eval_sources=[{{path: {workspace / 'eval.jsonl'}}}]", f"data.tokenizer={workspace / 'tokenizer'}",
+            "data.max_prompt_len=32", "rollout.prompts_per_step=8", "rollout.max_new_tokens=4",
+            "evaluation.every=2", "evaluation.batch_size=8", "evaluation.max_new_tokens=4", "evaluation.keep_best=true",
+            "ppo.epochs=2", "ppo.logprob_chunk=8", "optimizer.learning_rate=3e-3", "training.steps=4",
+            "training.tensorboard=false", "training.progress_bar=false", "checkpoint.save_every=1",
+            "checkpoint.async_save=false", *MESH, *extra]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multihost_rlvr")
+    config = preset("tiny", vocab_size=512, scan_layers=False)
+    save_hf_checkpoint(root / "policy_hf", jax.device_get(init_params(config, jax.random.PRNGKey(5))), config)
+    write_prompts(root / "rlvr.jsonl", 48)
+    write_prompts(root / "eval.jsonl", 8)
+    build_tiny_tokenizer(root / "tokenizer")
+    launch.install_gather_counter(root / "counter")
+    return root
+
+
+def run_both(workspace, name, extra):
+    """The 1×8 and 2×4 runs of one algorithm, side by side; returns their output_dirs."""
+    single_dir, multi_dir = workspace / f"{name}_single", workspace / f"{name}_multi"
+    logs = workspace / "logs"
+    single = launch.start(rlvr_arguments(workspace, single_dir, *extra), 1, 8, logs / f"{name}_single")
+    multi = launch.start(rlvr_arguments(workspace, multi_dir, *extra), 2, 4, logs / f"{name}_multi",
+                         workspace / "counter")
+    for processes, log_dir in ((single, logs / f"{name}_single"), (multi, logs / f"{name}_multi")):
+        result = launch.wait(processes, log_dir, TIMEOUT)
+        assert result.returncodes == [0] * len(processes), "\n\n".join(text[-3000:] for text in result.stderr)
+    return single_dir, multi_dir
+
+
+@pytest.fixture(scope="module")
+def ppo_runs(workspace):
+    return run_both(workspace, "ppo", PPO)
+
+
+@pytest.fixture(scope="module")
+def grpo_runs(workspace):
+    return run_both(workspace, "grpo", GRPO)
+
+
+def step_metrics(output_dir):
+    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return rows[0], [row for row in rows if "train/loss" in row]
+
+
+def assert_runs_equal(single_dir, multi_dir):
+    single_header, single = step_metrics(single_dir)
+    multi_header, multi = step_metrics(multi_dir)
+    assert [row["step"] for row in multi] == [row["step"] for row in single] == [1, 2, 3, 4]
+    for key in COMPARED:
+        np.testing.assert_allclose([row[key] for row in multi], [row[key] for row in single], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
+    assert len({round(row["train/loss"], 6) for row in multi}) > 1  # it trained
+    assert (multi_header["process_count"], multi_header["device_count"]) == (2, 8)
+    ours, theirs = read_checkpoint_dir(single_dir / "hf"), read_checkpoint_dir(multi_dir / "hf")
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-6, rtol=0, err_msg=name)
+    if (multi_dir / "best").exists():  # keep-best exported a checkpoint step: the best dev accuracy's
+        best = [p.name for p in (multi_dir / "best").iterdir() if p.name.isdigit()]
+        assert len(best) == 1 and best == [p.name for p in (single_dir / "best").iterdir() if p.name.isdigit()]
+
+
+def test_ppo_on_two_processes_equals_one_process(ppo_runs):
+    assert_runs_equal(*ppo_runs)
+
+
+def test_grpo_on_two_processes_equals_one_process(grpo_runs):
+    assert_runs_equal(*grpo_runs)
+    assert (grpo_runs[1] / "best").is_dir()
+
+
+def test_no_process_gathered_a_whole_array(workspace, ppo_runs, grpo_runs):
+    counts = launch.gather_counts(workspace / "counter")
+    assert counts["processes"] == 4  # two PPO and two GRPO processes reported
+    assert (counts["assert_equal"], counts["process_allgather"]) == (0, 0)
+
+
+@pytest.mark.slow
+def test_a_killed_ppo_run_resumes_to_the_same_export(workspace, ppo_runs):
+    """SIGKILL both processes of a 2-process PPO run after its second checkpoint; the same two commands
+    rerun resume, and the export is bit-identical to the uninterrupted run's."""
+    _, uninterrupted = ppo_runs
+    output_dir = workspace / "ppo_killed"
+    arguments = rlvr_arguments(workspace, output_dir, *PPO)
+    processes = launch.start(arguments, 2, 4, workspace / "logs" / "ppo_killed")
+    deadline = time.monotonic() + TIMEOUT
+    while not (output_dir / "checkpoints" / "2").is_dir():
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "no checkpoint appeared"
+        time.sleep(0.2)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (output_dir / "hf").exists()
+    rerun = launch.run(arguments, 2, 4, workspace / "logs" / "ppo_rerun", timeout=TIMEOUT)
+    assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
+    assert "resumed from" in rerun.stderr[0]
+    ours, reference = read_checkpoint_dir(output_dir / "hf"), read_checkpoint_dir(uninterrupted / "hf")
+    assert sorted(ours) == sorted(reference)
+    for name in ours:
+        assert ours[name].tobytes() == reference[name].tobytes(), name
