@@ -51,8 +51,6 @@ class LoopSpec:
     tokens_per_step: int = 0
     batch_record: Optional[Path] = None  # batches.jsonl: step and fingerprint of every batch
     progress_bar: bool = True
-    # Loop steps a state has done; RLVR counts rollout steps while its state counts optimizer updates.
-    steps_done: Callable[[Any], int] = lambda state: int(jax.device_get(state.step))
 
 
 def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> int:
@@ -133,7 +131,7 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
     On resume, metrics logged after the restored step (by the interrupted run) are dropped from
     metrics.jsonl, since those steps are replayed and logged again.
     """
-    start = spec.steps_done(state)
+    start = int(jax.device_get(state.step))
     logger = spec.logger
     if logger.enabled:
         logger.rewind(start)
