@@ -112,7 +112,10 @@ class Plan:
         """The knob that helps most for the largest program."""
         peak = self.peak
         config = self.target.stage_config
-        resident_heavy = peak.argument_bytes + peak.resident_bytes > max(peak.temp_bytes, 1) * 2
+        state_bytes = peak.argument_bytes + peak.resident_bytes
+        # The arguments and resident buffers alone over HBM: only more chips (or fewer bytes per parameter) help.
+        resident_heavy = state_bytes > self.hbm_bytes or (
+            peak.out_of_memory is None and state_bytes > max(peak.temp_bytes, 1) * 2)
         larger = "a larger slice or mesh axis (more chips over fsdp: the state per chip falls as 1/chips)"
         if peak.name == "sampler":
             return (f"a shorter rollout.max_new_tokens (now {config.rollout.max_new_tokens}) or fewer "
@@ -123,8 +126,8 @@ class Plan:
             return f"ppo.micro_batches={2 * config.ppo.micro_batches} (activations halve), or {larger}"
         if peak.name == "learner prepare":
             return f"a shorter rollout.max_new_tokens, fewer rollout.prompts_per_step, or {larger}"
-        if peak.out_of_memory is None and resident_heavy:
-            return larger
+        if resident_heavy:
+            return f"{larger}; the arguments alone need {state_bytes / GIB:.2f} GiB per chip"
         if self.target.model.remat == "none":
             return "model.overrides.remat=full (activations are recomputed in the backward pass)"
         if peak.name == "reference pass":
