@@ -237,3 +237,46 @@ def test_host_memory_of_a_70b_load_and_export_on_a_v5p_512():
     assert memory.load_bytes == pytest.approx(1.3 * 4 * model.num_params() / 64, rel=1e-6)
     assert memory.export_bytes == pytest.approx(1.3 * 128256 * 8192 * 2, rel=1e-6)  # the bf16 embedding
     assert memory.fits
+
+
+class _Built(Exception):
+    """Raised by the spy once the stage has called its builder: the run need not go further."""
+
+
+@needs_libtpu
+@pytest.mark.parametrize("stage, module_name, builder_name, runner_name", [
+    ("dpo", "tulu_jax.stages.dpo", "build_dpo_step", "run_dpo"),
+    ("rm", "tulu_jax.stages.reward_model", "build_reward_model_step", "run_reward_model"),
+])
+def test_preference_stages_and_the_planner_call_the_same_builder(tmp_path, monkeypatch, stage, module_name,
+                                                                  builder_name, runner_name):
+    import importlib
+
+    import yaml
+
+    from tests.stages.preference_fixtures import build_tokenizer, stage_dict, write_pairs
+    from tulu_jax.config import load_config
+    from tulu_jax.planning import load_plan_target
+
+    module = importlib.import_module(module_name)
+    calls = []
+    original = getattr(module, builder_name)
+
+    def spy(config, mesh, model_config=None, *rest):
+        calls.append((config, model_config, dict(mesh.shape)))
+        if len(calls) == 1:
+            raise _Built  # the stage's call: stop the run here
+        return original(config, mesh, model_config, *rest)
+
+    monkeypatch.setattr(module, builder_name, spy)
+    raw = stage_dict(tmp_path, write_pairs(tmp_path / "pairs.jsonl", 40), build_tokenizer(tmp_path),
+                     mesh={"data": 1, "fsdp": 4, "tensor": 2})
+    path = tmp_path / f"tiny_{stage}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    target = load_plan_target(path)
+    with pytest.raises(_Built):
+        getattr(module, runner_name)(load_config(type(target.stage_config), path))
+    plan = plan_stage(target, "v5e-8")
+    (trained, planned) = calls
+    assert planned[0] == trained[0] and planned[1] == trained[1] and planned[2] == trained[2]
+    assert plan.fits
