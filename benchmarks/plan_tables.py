@@ -31,6 +31,8 @@ ROWS = (
     ("70b_rlvr", "configs/tulu3_70b_rlvr.yaml", "v5p-512", ()),
     ("70b_sft", "configs/tulu3_70b_sft.yaml", "v6e-256", ()),
     ("70b_dpo", "configs/tulu3_70b_dpo.yaml", "v6e-256", ()),
+    ("8b_grpo", "configs/tulu3_8b_grpo_rlvr.yaml", "v5p-128", ()),
+    ("8b_dpo_in_step", "configs/tulu3_8b_dpo.yaml", "v5p-128", ("dpo.reference=in_step",)),
     ("405b_sft", "configs/tulu3_405b_sft.yaml", "v5p-1024", ()),
     ("405b_dpo", "configs/tulu3_405b_dpo.yaml", "v5p-1024", ()),
     ("405b_rlvr", "configs/tulu3_405b_rlvr.yaml", "v5p-1024", ()),
