@@ -5,7 +5,9 @@ import pytest
 from tulu_jax.config import from_dict
 from tulu_jax.errors import ConfigError
 from tulu_jax.objectives import RLObjectiveConfig, Rollout, get_advantage_estimator, get_policy_loss
-from tulu_jax.objectives.registry import advantage_estimator_names, policy_loss_names
+from tulu_jax.objectives.registry import (
+    advantage_estimator_names, aggregate_policy_loss, get_loss_aggregation, loss_aggregation_names, policy_loss_names,
+)
 
 from . import numpy_reference as ref
 
@@ -33,6 +35,9 @@ def test_unknown_names_are_config_errors_listing_the_known_ones():
         get_advantage_estimator("vtrace")
     with pytest.raises(ConfigError, match="grpo, ppo"):
         get_policy_loss("reinforce")
+    with pytest.raises(ConfigError, match=r"objective.loss_aggregation: unknown name 'seq_mean'; allowed: .*token_mean"):
+        RLObjectiveConfig(loss_aggregation="seq_mean")
+    assert "token_mean" in loss_aggregation_names()
 
 
 def test_gae_estimator_is_the_ppo_recipe():
@@ -63,17 +68,21 @@ def test_grpo_estimator_spreads_group_advantages_over_response_tokens():
 def test_one_learner_call_serves_both_policy_losses():
     rollout = _rollout(seed=2)
     new_logprobs = rollout.old_logprobs + 0.1
+    mask = np.asarray(rollout.response_mask)
     for name, beta in [("ppo", 0.05), ("grpo", 0.01)]:
         config = RLObjectiveConfig(policy_loss=name, kl_beta=beta)
         advantages = get_advantage_estimator("gae")(rollout, config).advantages
-        loss, metrics = get_policy_loss(name)(
+        per_token, metrics = get_policy_loss(name)(
             new_logprobs, rollout.old_logprobs, rollout.reference_logprobs, advantages, rollout.response_mask, config
         )
         new, old, reference = (np.asarray(a) for a in (new_logprobs, rollout.old_logprobs, rollout.reference_logprobs))
         term = ref.clipped_policy_term(new, old, np.asarray(advantages), 0.2)
         if name == "grpo":
             term = term + beta * ref.kl(new, reference, "k3")
-        np.testing.assert_allclose(loss, ref.masked_mean(term, np.asarray(rollout.response_mask)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(per_token) * mask, term * mask, rtol=1e-5, atol=1e-6)
+        # Tülu 3's aggregation: the token-masked mean.
+        loss = aggregate_policy_loss(per_token, rollout.response_mask, get_loss_aggregation("token_mean")(mask))
+        np.testing.assert_allclose(loss, ref.masked_mean(term, mask), rtol=1e-5, atol=1e-6)
         assert "clip_fraction" in metrics
 
 

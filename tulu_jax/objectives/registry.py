@@ -1,9 +1,13 @@
-"""Advantage estimators and policy losses by name, so PPO and GRPO run through one RL learner.
+"""Advantage estimators, policy losses and loss aggregations by name, so every RL algorithm runs through
+one learner.
 
-An advantage estimator maps a finished rollout to per-token advantages (and value targets when it
-uses a value model); a policy loss maps current and stored log-probs plus advantages to a scalar.
-Both take an :class:`RLObjectiveConfig` for their hyperparameters. New variants register with
-:func:`register_advantage_estimator` / :func:`register_policy_loss` and become selectable by name.
+An advantage estimator maps a finished rollout to per-token advantages (and value targets when it uses a
+value model); its entry declares what it needs (a value model, groups of samples of one prompt). A policy
+loss maps current and stored log-probs plus advantages to per-token losses. A loss aggregation says how
+a minibatch's per-token losses become one number: their sum over valid tokens divided by its
+``normaliser`` of the minibatch's response mask (computed once per minibatch, so micro-batches add up).
+All take an :class:`RLObjectiveConfig` for their hyperparameters; configs name entries by string and are
+checked against these tables. A new variant is one decorated function here.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ import jax.numpy as jnp
 
 from tulu_jax.errors import ConfigError
 from tulu_jax.objectives.advantages import gae, grpo_advantages
-from tulu_jax.objectives.grpo import grpo_loss
 from tulu_jax.objectives.kl import kl_estimate, per_token_rewards
-from tulu_jax.objectives.masked import masked_whiten
-from tulu_jax.objectives.ppo import ppo_policy_loss
+from tulu_jax.objectives.masked import masked_mean, masked_whiten
+from tulu_jax.objectives.ppo import clipped_policy_term, policy_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,7 @@ class RLObjectiveConfig:
 
     advantage_estimator: str = "gae"  # a name in the advantage-estimator registry below
     policy_loss: str = "ppo"  # a name in the policy-loss registry below
+    loss_aggregation: str = "token_mean"  # a name in the loss-aggregation registry below
     kl_beta: float = 0.05  # β of the KL penalty (in the reward for PPO, in the loss for GRPO)
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # used in PPO's per-token reward; GRPO's loss uses k3
     gamma: float = 1.0
@@ -40,6 +44,7 @@ class RLObjectiveConfig:
     def __post_init__(self) -> None:
         advantage_estimator_entry(self.advantage_estimator, "objective.advantage_estimator")
         get_policy_loss(self.policy_loss, "objective.policy_loss")
+        get_loss_aggregation(self.loss_aggregation, "objective.loss_aggregation")
 
 
 class Rollout(NamedTuple):
@@ -59,8 +64,11 @@ class Advantages(NamedTuple):
 
 
 AdvantageEstimator = Callable[[Rollout, RLObjectiveConfig], Advantages]
-# (new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config) -> (loss, metrics)
+# (new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config)
+#   -> (per-token loss [batch, response_length], metrics: token-masked means for logging)
 PolicyLoss = Callable[..., tuple]
+# response_mask [batch, response_length] of a whole minibatch -> what its summed token losses are divided by
+LossNormaliser = Callable[[jnp.ndarray], jnp.ndarray]
 
 
 
@@ -75,6 +83,7 @@ class AdvantageEstimatorEntry:
 
 _ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimatorEntry] = {}
 _POLICY_LOSSES: dict[str, PolicyLoss] = {}
+_LOSS_AGGREGATIONS: dict[str, LossNormaliser] = {}
 
 
 def register_advantage_estimator(name: str, *, needs_value_model: bool = False, needs_groups: bool = False):
@@ -92,6 +101,16 @@ def register_policy_loss(name: str):
 
     def register(function: PolicyLoss) -> PolicyLoss:
         _POLICY_LOSSES[name] = function
+        return function
+
+    return register
+
+
+def register_loss_aggregation(name: str):
+    """Decorator: make a normaliser selectable as ``loss_aggregation: name``."""
+
+    def register(function: LossNormaliser) -> LossNormaliser:
+        _LOSS_AGGREGATIONS[name] = function
         return function
 
     return register
@@ -118,12 +137,27 @@ def get_policy_loss(name: str, what: str = "policy loss") -> PolicyLoss:
     return _lookup(_POLICY_LOSSES, name, what)
 
 
+def get_loss_aggregation(name: str, what: str = "loss aggregation") -> LossNormaliser:
+    """The registered aggregation's normaliser called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_LOSS_AGGREGATIONS, name, what)
+
+
+def aggregate_policy_loss(per_token_loss, response_mask, normaliser) -> jnp.ndarray:
+    """Σ of the per-token losses over valid tokens / ``normaliser`` (the minibatch's, from its aggregation)."""
+    valid = jnp.asarray(response_mask) != 0
+    return jnp.sum(jnp.where(valid, per_token_loss, 0.0)) / normaliser
+
+
 def advantage_estimator_names() -> tuple[str, ...]:
     return tuple(sorted(_ADVANTAGE_ESTIMATORS))
 
 
 def policy_loss_names() -> tuple[str, ...]:
     return tuple(sorted(_POLICY_LOSSES))
+
+
+def loss_aggregation_names() -> tuple[str, ...]:
+    return tuple(sorted(_LOSS_AGGREGATIONS))
 
 
 @register_advantage_estimator("gae", needs_value_model=True)
@@ -149,14 +183,26 @@ def grpo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
 
 @register_policy_loss("ppo")
 def ppo_policy_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
-    """PPO's clipped surrogate; the KL to the reference already sits in the rewards."""
+    """PPO's clipped surrogate per token; the KL to the reference already sits in the rewards."""
     del reference_logprobs
-    return ppo_policy_loss(new_logprobs, old_logprobs, advantages, response_mask, config.clip_eps)
+    per_token, was_clipped = clipped_policy_term(new_logprobs, old_logprobs, advantages, config.clip_eps)
+    metrics = {"policy_loss": masked_mean(per_token, response_mask),
+               **policy_metrics(new_logprobs, old_logprobs, was_clipped, response_mask)}
+    return per_token, metrics
 
 
 @register_policy_loss("grpo")
 def grpo_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
-    """GRPO's clipped surrogate plus β·k3 to the reference."""
-    return grpo_loss(
-        new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config.clip_eps, config.kl_beta
-    )
+    """GRPO's clipped surrogate plus β·k3 to the reference, per token (k3 of the current policy, so the
+    penalty's gradient flows into it)."""
+    policy_term, was_clipped = clipped_policy_term(new_logprobs, old_logprobs, advantages, config.clip_eps)
+    kl = kl_estimate(new_logprobs, reference_logprobs, "k3")
+    metrics = {"policy_loss": masked_mean(policy_term, response_mask), "kl": masked_mean(kl, response_mask),
+               **policy_metrics(new_logprobs, old_logprobs, was_clipped, response_mask)}
+    return policy_term + config.kl_beta * kl, metrics
+
+
+@register_loss_aggregation("token_mean")
+def token_mean(response_mask) -> jnp.ndarray:
+    """Tülu 3 / open-instruct: every valid token of the minibatch weighs the same (Σ loss / token count)."""
+    return jnp.maximum(jnp.sum(jnp.asarray(response_mask) != 0).astype(jnp.float32), 1.0)

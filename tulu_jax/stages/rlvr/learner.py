@@ -27,7 +27,9 @@ from tulu_jax.models.value_head import LlamaScalarHead
 from tulu_jax.objectives.logprobs import chunked_token_logprobs
 from tulu_jax.objectives.masked import masked_mean
 from tulu_jax.objectives.ppo import ppo_value_loss
-from tulu_jax.objectives.registry import RLObjectiveConfig, Rollout, get_advantage_estimator, get_policy_loss
+from tulu_jax.objectives.registry import (
+    RLObjectiveConfig, Rollout, aggregate_policy_loss, get_advantage_estimator, get_loss_aggregation, get_policy_loss,
+)
 from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.rollout import SEQUENCE_FIELDS, RolloutBatch
 from tulu_jax.training.optimizer import make_optimizer, make_schedule
@@ -140,34 +142,39 @@ def build_loss_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: 
     """``(loss_fn, batch_context_fn)`` for ``training.step.build_train_step``, over the prepared
     :class:`RolloutBatch`'s fields as a dict (the generic step splits dicts into micro-batches).
 
-    Losses are token-masked means over the whole minibatch; each micro-batch contributes its share (its
-    tokens over the minibatch's), so micro-batch losses and metrics add up to the minibatch's.
+    The policy loss is the minibatch's per-token losses aggregated by ``objective.loss_aggregation`` (its
+    normaliser is taken from the whole minibatch); the value loss and the metrics are token-masked means,
+    each micro-batch contributing its share (its tokens over the minibatch's). So micro-batch losses and
+    metrics add up to the minibatch's.
     """
     objective: RLObjectiveConfig = config.objective
     policy_loss = get_policy_loss(objective.policy_loss)
+    normaliser = get_loss_aggregation(objective.loss_aggregation)
     temperature, chunk, value_coef = config.rollout.temperature, config.ppo.logprob_chunk, config.ppo.value_loss_coef
 
     def context_fn(batch):
-        return {"tokens": jnp.maximum(jnp.sum(batch["response_mask"]), 1.0)}
+        mask = batch["response_mask"]
+        return {"tokens": jnp.maximum(jnp.sum(mask), 1.0), "normaliser": normaliser(mask)}
 
     def loss_fn(params, micro_batch, context):
         mask = micro_batch["response_mask"]
         share = jnp.sum(mask) / context["tokens"]
         logprobs, entropy = response_logprobs(params["policy"], model_config, micro_batch, prompt_length, temperature, chunk)
-        loss, metrics = policy_loss(
+        per_token, metrics = policy_loss(
             logprobs, micro_batch["old_logprobs"], micro_batch["reference_logprobs"], micro_batch["advantages"],
             mask, objective,
         )
+        loss = aggregate_policy_loss(per_token, mask, context["normaliser"])
         metrics = dict(metrics, entropy=masked_mean(jax.lax.stop_gradient(entropy), mask))
         if "value" in params:
             values = response_values(params["value"], model_config, micro_batch, prompt_length)
             value_loss, value_metrics = ppo_value_loss(
                 values, micro_batch["old_values"], micro_batch["returns"], mask, objective.value_clip
             )
-            loss = loss + value_coef * value_loss
+            loss = loss + value_coef * value_loss * share
             metrics.update(value_metrics)
         metrics = {key: value * share for key, value in metrics.items()}
-        return loss * share, metrics
+        return loss, metrics
 
     return loss_fn, context_fn
 
