@@ -98,3 +98,15 @@ def masked_mean(values, mask):
 def clipped_policy_term(new, old, advantages, clip_eps):
     ratio = np.exp(np.asarray(new, np.float64) - old)
     return np.maximum(-advantages * ratio, -advantages * np.clip(ratio, 1 - clip_eps, 1 + clip_eps))
+
+
+def rloo_advantages(scores, group_size):
+    """RLOO: ``r_i − mean_{j≠i} r_j`` over the other samples of the same prompt (consecutive groups)."""
+    scores = np.asarray(scores, np.float64)
+    advantages = np.zeros_like(scores)
+    for start in range(0, len(scores), group_size):
+        group = scores[start : start + group_size]
+        for i in range(group_size):
+            others = [group[j] for j in range(group_size) if j != i]
+            advantages[start + i] = group[i] - sum(others) / len(others)
+    return advantages

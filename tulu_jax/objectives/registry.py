@@ -181,6 +181,17 @@ def grpo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
     return Advantages(jnp.where(valid, per_response[:, None], 0.0), None, None)
 
 
+@register_advantage_estimator("rloo", needs_groups=True)
+def rloo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
+    """RLOO (Ahmadian et al., 2024): each response's score minus the mean score of the other samples of its
+    prompt, on every one of its tokens; no value model, no division by a spread."""
+    scores = jnp.asarray(rollout.sequence_scores, jnp.float32).reshape(-1, config.group_size)
+    leave_one_out = (jnp.sum(scores, axis=1, keepdims=True) - scores) / (config.group_size - 1)
+    per_response = (scores - leave_one_out).reshape(-1)
+    valid = jnp.asarray(rollout.response_mask) != 0
+    return Advantages(jnp.where(valid, per_response[:, None], 0.0), None, None)
+
+
 @register_policy_loss("ppo")
 def ppo_policy_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
     """PPO's clipped surrogate per token; the KL to the reference already sits in the rewards."""
