@@ -110,3 +110,13 @@ def rloo_advantages(scores, group_size):
             others = [group[j] for j in range(group_size) if j != i]
             advantages[start + i] = group[i] - sum(others) / len(others)
     return advantages
+
+
+def token_sum_loss(per_token, mask):
+    """Dr. GRPO's aggregation: the sum of the valid tokens' losses over (responses × max response length)."""
+    total = 0.0
+    for row in range(per_token.shape[0]):
+        for t in range(per_token.shape[1]):
+            if mask[row, t]:
+                total += per_token[row, t]
+    return total / (per_token.shape[0] * per_token.shape[1])

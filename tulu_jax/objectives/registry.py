@@ -217,3 +217,11 @@ def grpo_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantag
 def token_mean(response_mask) -> jnp.ndarray:
     """Tülu 3 / open-instruct: every valid token of the minibatch weighs the same (Σ loss / token count)."""
     return jnp.maximum(jnp.sum(jnp.asarray(response_mask) != 0).astype(jnp.float32), 1.0)
+
+
+@register_loss_aggregation("token_sum")
+def token_sum(response_mask) -> jnp.ndarray:
+    """Dr. GRPO (Liu et al., 2025): Σ loss / (responses × response length), a constant of the batch's shape,
+    so the tokens of a long response weigh as much as those of a short one."""
+    rows, length = jnp.shape(response_mask)
+    return jnp.float32(rows * length)
