@@ -157,3 +157,26 @@ def test_the_policy_is_named_like_sft_and_dpo():
         from tulu_jax.config import from_dict
 
         from_dict(RLVRConfig, {"policy": {"path": "runs/dpo"}})
+
+
+def test_value_model_from_a_reward_model_is_restored_into_its_shards(tmp_path):
+    from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
+    from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
+    from tulu_jax.stages.reward_model import save_reward_model
+    from tulu_jax.stages.rlvr.learner import value_params_for
+
+    if len(jax.devices()) < 8:
+        pytest.skip("needs 8 devices (tests/conftest.py forces 8 CPU devices)")
+    model_config = toy_model_config()
+    saved = init_scalar_head_params(model_config, jax.random.PRNGKey(3))
+    save_reward_model(tmp_path / "rm" / "reward_model", saved, model_config)
+    config = toy_config("ppo", value={"init": "reward_model", "path": str(tmp_path / "rm")})
+    mesh = make_mesh(MeshConfig(data=1, fsdp=4, tensor=2))
+    shapes = jax.eval_shape(lambda: saved)
+    shardings = tree_shardings(mesh, scalar_head_logical_axes(model_config), shapes)
+    restored = value_params_for(config, model_config, None, shardings)
+    for want, got, where in zip(jax.tree.leaves(saved), jax.tree.leaves(restored), jax.tree.leaves(shardings)):
+        assert got.sharding == where
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    with pytest.raises(ConfigError, match="hidden_size"):
+        value_params_for(config, toy_model_config(hidden_size=64), None, shardings)
