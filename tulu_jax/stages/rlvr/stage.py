@@ -252,7 +252,7 @@ def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None, *, tokenizer=Non
 
         def evaluate(params) -> dict:
             metrics = eval_metrics(stage.evaluate(params["policy"], eval_prompts))
-            if best is not None:
+            if best is not None:  # the loop evaluates step s when the loader has handed out s batches
                 best.consider(loader.step, metrics["accuracy"], params["policy"])
             return metrics
 
