@@ -52,12 +52,6 @@ class RolloutBatch(NamedTuple):
 SEQUENCE_FIELDS = ("input_ids", "positions", "segment_ids")
 
 
-def rollout_shardings(mesh: Mesh, batch: RolloutBatch) -> RolloutBatch:
-    """Row-sharded shardings for the fields ``batch`` holds (None stays None)."""
-    return RolloutBatch(*(None if value is None else sharding.batch_sharding(mesh, len(value.shape))
-                          for value in batch))
-
-
 def repeat_prompts(batch: dict, samples_per_prompt: int) -> dict:
     """Each prompt row ``samples_per_prompt`` times in a row (GRPO groups are consecutive rows)."""
     if samples_per_prompt == 1:

@@ -21,7 +21,6 @@ from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh
 
 from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
@@ -45,7 +44,7 @@ from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
 )
-from tulu_jax.stages.rlvr.rollout import RolloutBatch, Sampler, rollout_shardings
+from tulu_jax.stages.rlvr.rollout import RolloutBatch, Sampler
 from tulu_jax.training.loop import LoopSpec, run_training
 from tulu_jax.training.metrics import MetricsLogger
 from tulu_jax.training.state import TrainState, abstract_state, create_train_state
