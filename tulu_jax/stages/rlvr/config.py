@@ -98,7 +98,7 @@ class RLVREvalConfig:
     every: int = 100  # rollout steps between evaluations on the held-out prompts; 0: only at the end
     max_prompts: int = 0  # 0: all held-out prompts
     max_new_tokens: int = 0  # 0: rollout.max_new_tokens
-    batch_size: int = 0  # 0: rollout.prompts_per_step
+    batch_size: int = 0  # prompts per evaluation batch; 0: the rollout batch's rows (prompts × samples)
     # Tülu 3 kept the checkpoint that scored best on the dev evals. With keep_best the starting policy is
     # evaluated too, every new best is saved as a checkpoint step under output_dir/best, and that is exported.
     keep_best: bool = False

@@ -116,7 +116,7 @@ class RLVR:
             rollout.responses_per_step // (config.ppo.minibatches * config.ppo.micro_batches), mesh,
             "rows per PPO micro-batch",
         )
-        self.eval_batch_size = evaluation.batch_size or rollout.prompts_per_step
+        self.eval_batch_size = evaluation.batch_size or rollout.responses_per_step
         sharding.check_batch_divisible(self.eval_batch_size, mesh, "evaluation.batch_size")
         self.learner = build_rlvr_learner(config, mesh, model_config)
         self.sampler = Sampler(model_config, tokenizer, mesh, stop_ids_for(tokenizer, model_config),
