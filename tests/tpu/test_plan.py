@@ -244,6 +244,7 @@ class _Built(Exception):
 
 
 @needs_libtpu
+@pytest.mark.slow  # the SFT test above keeps the same-builder check in `make test`
 @pytest.mark.parametrize("stage, module_name, builder_name, runner_name", [
     ("dpo", "tulu_jax.stages.dpo", "build_dpo_step", "run_dpo"),
     ("rm", "tulu_jax.stages.reward_model", "build_reward_model_step", "run_reward_model"),
