@@ -180,3 +180,17 @@ def test_value_model_from_a_reward_model_is_restored_into_its_shards(tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     with pytest.raises(ConfigError, match="hidden_size"):
         value_params_for(config, toy_model_config(hidden_size=64), None, shardings)
+
+
+def test_a_row_no_verifier_can_score_stops_the_step_naming_the_row():
+    from tests.stages.rlvr_fixtures import toy_stage
+    from tests.stages.rlvr_toy_task import toy_prompts
+    from tulu_jax.errors import DataError
+    from tulu_jax.stages.rlvr.stage import make_loader
+
+    config = toy_config("ppo", rollout={"prompts_per_step": 4})
+    stage = toy_stage(config)
+    prompts = [dict(prompt, dataset="ifeval", ground_truth="not json") for prompt in toy_prompts(4)]
+    batch = next(make_loader(config, prompts, 0))
+    with pytest.raises(DataError, match=r"rollout row \d+ \(dataset 'ifeval'\)"):
+        stage.step(stage.initial_state(), batch)

@@ -31,7 +31,8 @@ def train_metrics(output_dir):
 
 @pytest.mark.slow
 def test_resume_mid_run_equals_uninterrupted_run(tmp_path):
-    settings = dict(training={"steps": 3}, rollout={"prompts_per_step": 8}, ppo={"epochs": 2}, mesh={"data": 1, "fsdp": -1, "tensor": 2})
+    settings = dict(training={"steps": 3}, rollout={"prompts_per_step": 8}, ppo={"epochs": 2},
+                    mesh={"data": 1, "fsdp": -1, "tensor": 2})
     straight = toy_config("ppo", output_dir=str(tmp_path / "straight"), **settings)
     resumed = toy_config("ppo", output_dir=str(tmp_path / "resumed"), **settings)
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from tulu_jax import rewards, sharding
+from tulu_jax import distributed, rewards, sharding
 from tulu_jax.errors import DataError, TuluError
 from tulu_jax.generation import SamplingConfig
 from tulu_jax.generation.evaluate import dataset_label
@@ -179,8 +179,14 @@ class Sampler:
         _, local_stopped = local_rows(stopped)
         texts = [decode_response(self.tokenizer, row, int(n), bool(s))
                  for row, n, s in zip(local_tokens, local_lengths, local_stopped)]
-        verifier = score_responses(texts, [batch["ground_truth"][row] for row in rows],
-                                   [batch["dataset"][row] for row in rows], rows)
+        try:
+            verifier, failure = score_responses(texts, [batch["ground_truth"][row] for row in rows],
+                                                [batch["dataset"][row] for row in rows], rows), None
+        except DataError as error:
+            verifier, failure = None, error
+        # A row that cannot be scored stops every process here, not in the next collective.
+        if not distributed.all_agree("rlvr rows scored", failure is None):
+            raise failure or DataError("another process could not score its rollout rows; its log names the row")
         scores = sequence_scores(verifier, local_stopped.astype(bool), self.alpha, self.nonstop_penalty)
         count = len(batch["dataset"])
         global_verifier = from_local_rows(rows, verifier, count, rows_1d)
