@@ -144,8 +144,16 @@ def test_reward_model_plan_fits(configs):
 
 
 @needs_libtpu
-def test_rlvr_plan_has_the_sampler_and_the_learner_on_one_mesh(configs, capsys):
+def test_rlvr_plan_has_the_sampler_and_the_learner_on_one_mesh(configs, capsys, monkeypatch):
+    from tulu_jax.stages.rlvr import stage
+
+    calls = []
+    original = stage.build_rlvr_learner
+    monkeypatch.setattr(stage, "build_rlvr_learner", lambda *args: calls.append(args) or original(*args))
     plan = plan_stage(configs["rlvr"], "v5e-4")
+    # The learner programs are the stage's own (RLVR.__init__ builds them with the same function).
+    (config, mesh, model), = calls
+    assert config == plan.target.stage_config and model == plan.target.model and dict(mesh.shape)["fsdp"] == 4
     sampler, prepare, update = plan.programs
     assert [p.name for p in plan.programs] == ["sampler", "learner prepare", "learner update"] and plan.fits
     model = plan.target.model

@@ -5,8 +5,7 @@ Figures, per process, from how the stages work (issue 17) and what ``benchmarks/
   parameter dtype: the process's share of the model (model bytes / hosts). Measured at 1.13-1.16× that
   share (BENCHMARKS.md, host_memory); the plan uses the 1.3× bound the issue set. The DPO reference model,
   when it is loaded separately, is the same again. RLVR loads its policy, reference and value model the same
-  way, one after another (the RLVR stage before the ``stages.rlvr`` package read the whole policy on one
-  host: then the whole model plus the value model).
+  way, one after another.
 - **export**: tensor by tensor (``hf.streamed_export``): process 0 holds one tensor in the export dtype,
   measured at 1.6× the largest (0.6× over baseline); the plan uses the 1.3× bound over one copy.
 - **data**: every process holds the whole tokenized set (each tokenizes a block, the blocks are exchanged
@@ -79,12 +78,8 @@ def host_memory(stage: str, stage_config, model: LlamaConfig, topology: Topology
     load, note = LOAD_FACTOR * share, f"{hosts} host{'s' if hosts > 1 else ''}, model / hosts × {LOAD_FACTOR}"
     if stage == "dpo" and stage_config.dpo.reference_model:
         load, note = 2 * load, note + ", the separate reference model twice that"
-    if stage == "rlvr" and not hasattr(stage_config, "policy"):
+    if stage == "rlvr":
         note += "; policy, reference and value model loaded one after another"
-    elif stage == "rlvr":  # the RLVR stage before the stages.rlvr package read the whole model on one host
-        models = 2 if stage_config.uses_value_model else 1
-        load = models * model_bytes(model)
-        note = "whole policy" + (" + value model" if models == 2 else "") + " on the host (the RLVR stage loads unsharded)"
     data, data_note = _data_bytes(stage, stage_config)
     return HostMemory(hosts, topology.chip.host_ram_bytes, int(load), int(EXPORT_FACTOR * largest_tensor_bytes(model)),
                       data, note, data_note)

@@ -2,10 +2,9 @@
 (the prepare pass: policy, reference and value forwards with advantages; the update: PPO epochs).
 
 The learner comes from the stage's own builder, ``stages.rlvr.stage.build_rlvr_learner(config, mesh,
-model)``, when the stage has it; before the RLVR package had it, the planner assembled the same programs
-from the learner's public pieces (optimizer, shardings, prepare and update functions), which is kept as the
-fallback. The sampler is the generation engine's jitted program (``generation.sampler._compiled``), the one
-``Sampler.sample`` calls, lowered with the policy params as the train state holds them.
+model)``, the one ``RLVR`` trains with. The sampler is the generation engine's jitted program
+(``generation.sampler._compiled``), the one ``stages.rlvr.rollout.Sampler.sample`` calls, lowered with the
+policy params as the train state holds them.
 """
 
 from __future__ import annotations
@@ -14,24 +13,19 @@ import jax
 import jax.numpy as jnp
 
 from tulu_jax import sharding
-from tulu_jax.models import param_logical_axes
-from tulu_jax.models.params import param_shapes
 from tulu_jax.planning.estimate import decode_flops, forward_flops, training_flops
 from tulu_jax.planning.programs import Program, abstract
 from tulu_jax.planning.target import PlanTarget
 
-# Per-token arrays of a rollout handed to the learner; the stage's ROLLOUT_ARRAYS and learner keys.
+# Per-token sequence fields of a RolloutBatch ([rows, prompt + new]); the others are [rows, new] or [rows].
 SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
 
 
 def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     from tulu_jax.generation import SamplingConfig
     from tulu_jax.generation.sampler import _compiled, param_shardings
-    from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
-    from tulu_jax.training.state import abstract_state
-    from tulu_jax.training.step import MeshFunction
-
-    learner, rollout_module = _rlvr_modules()
+    from tulu_jax.stages.rlvr.rollout import RolloutBatch
+    from tulu_jax.stages.rlvr.stage import build_rlvr_learner
 
     config, model = target.stage_config, target.model
     rollout = config.rollout
@@ -41,20 +35,9 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     sharding.check_batch_divisible(rows // (config.ppo.minibatches * config.ppo.micro_batches), mesh,
                                    "rows per PPO micro-batch")
 
-    # The train state: policy (+ value) params and their optimizer moments, as RLVRStage lays them out.
-    shapes = {"policy": param_shapes(model)}
-    axes = {"policy": param_logical_axes(model)}
-    if config.uses_value_model:
-        shapes["value"] = jax.eval_shape(lambda: init_scalar_head_params(model, jax.random.PRNGKey(0)))
-        axes["value"] = scalar_head_logical_axes(model)
-    stage_builder = _stage_learner_builder()
-    if stage_builder is not None:  # the stage's own builder: the programs RLVR trains with
-        built = stage_builder(config, mesh, model)
-        shardings, state = built.shardings, built.abstract_state()
-    else:
-        optimizer, schedule = learner.make_rl_optimizer(config, config.total_steps * config.updates_per_step)
-        shardings = learner.rl_state_shardings(mesh, optimizer, shapes, axes)
-        state = abstract_state(optimizer, shapes, shardings)
+    # The learner as the stage builds it: policy (+ value) params and their optimizer moments.
+    learner = build_rlvr_learner(config, mesh, model)
+    shapes, shardings, state = learner.param_shapes, learner.shardings, learner.abstract_state()
     reference = abstract(shapes["policy"], shardings.params["policy"])
 
     def array(shape, dtype, rank_sharding):
@@ -85,28 +68,14 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
 
     # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
     fields = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
-    batch_type = getattr(rollout_module, "RolloutBatch", None)
-    response_mask_dtype = jnp.float32 if batch_type is not None else jnp.int32
-    fields["response_mask"] = array((rows, new), response_mask_dtype, by_rows_columns)
+    fields["response_mask"] = array((rows, new), jnp.float32, by_rows_columns)
     fields["sampler_logprobs"] = array((rows, new), jnp.float32, by_rows_columns)
     fields["scores"] = array((rows,), jnp.float32, by_rows)
-    rollout_arrays = batch_type(**fields) if batch_type is not None else fields
     prepared_fields = {key: array((rows, new), jnp.float32, by_rows_columns) for key in
                        ("old_logprobs", "reference_logprobs", "advantages")
                        + (("old_values", "returns") if config.uses_value_model else ())}
-    if batch_type is not None:  # the package's RolloutBatch: the prepared batch is the same NamedTuple, filled
-        learner_batch = batch_type(**fields, **prepared_fields)
-    else:  # the former stage passed the learner a dict of these keys
-        learner_batch = {**{key: fields[key] for key in SEQUENCE_KEYS},
-                         "response_mask": array((rows, new), jnp.float32, by_rows_columns), **prepared_fields}
-    if stage_builder is not None:
-        prepare = built.prepare
-    else:
-        prepare = MeshFunction(jax.jit(
-            learner.build_prepare_fn(config, model, prompt),
-            in_shardings=(shardings.params, shardings.params["policy"], _shardings_of(rollout_arrays)),
-            out_shardings=(_shardings_of(learner_batch), sharding.replicated(mesh)),
-        ), mesh)
+    rollout_arrays, learner_batch = RolloutBatch(**fields), RolloutBatch(**fields, **prepared_fields)
+    prepare = learner.prepare
     forwards = 3 if config.uses_value_model else 2
     prepare_flops = forwards * forward_flops(model, rows, columns)
     programs.append(Program(
@@ -115,15 +84,7 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     ))
 
     # 3. The learner's update: ppo.epochs passes of ppo.minibatches optimizer updates.
-    if stage_builder is not None:
-        update = built.update
-    else:
-        update = MeshFunction(jax.jit(
-            learner.build_update_fn(config, model, prompt, optimizer, schedule, mesh),
-            in_shardings=(shardings, _shardings_of(learner_batch)),
-            out_shardings=(shardings, sharding.replicated(mesh)),
-            donate_argnums=(0,),
-        ), mesh)
+    update = learner.update
     models = 2 if config.uses_value_model else 1
     update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
     remat = 8.0 / 6.0 if model.remat != "none" else 1.0
@@ -133,28 +94,3 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     ))
     return programs
 
-
-def _rlvr_modules():
-    """The RLVR learner and rollout modules: the ``stages.rlvr`` package, or the former flat modules."""
-    import importlib
-
-    try:
-        return (importlib.import_module("tulu_jax.stages.rlvr.learner"),
-                importlib.import_module("tulu_jax.stages.rlvr.rollout"))
-    except ModuleNotFoundError:
-        return (importlib.import_module("tulu_jax.stages.rlvr_learner"),
-                importlib.import_module("tulu_jax.stages.rlvr_rollout"))
-
-
-def _shardings_of(tree):
-    return jax.tree.map(lambda leaf: leaf.sharding, tree)
-
-
-def _stage_learner_builder():
-    """``stages.rlvr.stage.build_rlvr_learner`` (config, mesh, model) when the stage has it, else None."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module("tulu_jax.stages.rlvr.stage"), "build_rlvr_learner", None)
-    except ModuleNotFoundError:
-        return None

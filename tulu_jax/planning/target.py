@@ -29,8 +29,6 @@ STAGE_CONFIGS = {
     "rm": ("tulu_jax.stages.reward_model", "RewardModelConfig"),
     "rlvr": ("tulu_jax.stages.rlvr.config", "RLVRConfig"),
 }
-# Where the RLVR config lived before ``stages/rlvr/`` became a package.
-FORMER_MODULES = {"tulu_jax.stages.rlvr.config": "tulu_jax.stages.rlvr_config"}
 PLANNABLE_STAGES = tuple(STAGE_CONFIGS)
 ALIASES = {"reward_model": "rm", "ppo": "rlvr", "grpo": "rlvr"}
 
@@ -74,28 +72,15 @@ def load_plan_target(
             "file's name: *_sft.yaml, *_dpo.yaml, *_rm.yaml, *_rlvr.yaml)"
         )
     module, name = STAGE_CONFIGS[stage]
-    config = load_config(getattr(_import(module), name), path, overrides)
+    config = load_config(getattr(importlib.import_module(module), name), path, overrides)
     if model is not None and model not in PRESETS:
         raise ConfigError(f"--model {model!r} is not a preset; choose one of {', '.join(PRESETS)}")
     model_config, origin = _planned_model(stage, config, path, model)
     return PlanTarget(stage, config, model_config, str(path), origin)
 
 
-def _import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError:
-        if module not in FORMER_MODULES:
-            raise
-        return importlib.import_module(FORMER_MODULES[module])
-
-
 def _planned_model(stage: str, config: Any, path: Path, forced: Optional[str]) -> tuple[LlamaConfig, str]:
-    if hasattr(config, "policy"):  # the RLVR config before it took a ``model:`` section like the other stages
-        policy = config.policy
-        source, overrides = (policy.preset or policy.path), dict(policy.model)
-    else:
-        source, overrides = config.model.source, dict(config.model.overrides)
+    source, overrides = config.model.source, dict(config.model.overrides)
     if forced is not None:
         return _with_policy(preset(forced), overrides), f"--model {forced}"
     found = _local_model(source, overrides)
@@ -129,12 +114,8 @@ def _model_of_producer(source: str, folder: Path, seen: tuple[Path, ...]) -> tup
             continue
         if not isinstance(raw, dict) or str(raw.get("output_dir", "")).rstrip("/") not in wanted:
             continue
-        if "policy" in raw:
-            policy = raw["policy"] or {}
-            their_source, their_overrides = policy.get("preset") or policy.get("path", ""), policy.get("model") or {}
-        else:
-            model = raw.get("model") or {}
-            their_source, their_overrides = model.get("source", ""), model.get("overrides") or {}
+        model = raw.get("model") or {}
+        their_source, their_overrides = model.get("source", ""), model.get("overrides") or {}
         found = _local_model(their_source, their_overrides)
         if found is None:
             found, origin = _model_of_producer(their_source, folder, seen + (candidate.resolve(),))
