@@ -123,7 +123,8 @@ class Plan:
         if peak.name == "learner update":
             if resident_heavy:
                 return larger
-            return f"ppo.micro_batches={2 * config.ppo.micro_batches} (activations halve), or {larger}"
+            rows = config.rollout.responses_per_step // config.ppo.minibatches
+            return self._micro_batches("ppo.micro_batches", rows, config.ppo.micro_batches, state_bytes, larger)
         if peak.name == "learner prepare":
             return f"a shorter rollout.max_new_tokens, fewer rollout.prompts_per_step, or {larger}"
         if resident_heavy:
@@ -134,8 +135,26 @@ class Plan:
             pairs = config.dpo.reference_batch_size or config.training.batch_size // config.training.micro_batches
             return f"a smaller dpo.reference_batch_size (now {pairs})"
         training = config.training
-        return (f"training.micro_batches={2 * training.micro_batches} (activations halve; the batch must stay a "
-                f"multiple of data×fsdp × micro_batches), or {larger}")
+        return self._micro_batches("training.micro_batches", training.batch_size, training.micro_batches,
+                                   state_bytes, larger)
+
+    def _micro_batches(self, key: str, rows: int, current: int, state_bytes: int, larger: str) -> str:
+        """The fewest micro-batches whose activations (taken to fall as 1/micro-batches) fit beside the state,
+        among the counts that keep every micro-batch a multiple of data×fsdp."""
+        data, fsdp, _ = self.mesh_shape
+        activations = max(self.peak.total_bytes - state_bytes, 1)
+        room = self.hbm_bytes - state_bytes
+        needed = current * activations / room if room > 0 else float("inf")
+        valid = [count for count in range(current + 1, rows + 1)
+                 if rows % count == 0 and (rows // count) % (data * fsdp) == 0]
+        enough = [count for count in valid if count >= needed]
+        if enough:
+            return (f"{key}={enough[0]} (activations fall to about 1/{enough[0] // current} of "
+                    f"{activations / GIB:.0f} GiB; every micro-batch stays a multiple of data×fsdp = {data * fsdp}), "
+                    f"or {larger}")
+        if valid:
+            return f"{larger}; even {key}={valid[-1]} (the most that divide the rows) is not estimated to be enough"
+        return f"{larger}; no {key} above {current} splits {rows} rows into multiples of data×fsdp = {data * fsdp}"
 
     def verdict(self) -> str:
         """One line: fits, or by how much it does not, in which program, and what to change."""
