@@ -4,8 +4,12 @@ usage: python -m benchmarks.plan_tables [--only 8b_sft] [--out rows.jsonl] [--ca
 
 Each row compiles every program of a stage for one slice with libtpu on this CPU machine (minutes for 8B,
 tens of minutes for 70B/405B on 2 cores). Rows go one by one to ``--out`` (JSON lines) as they finish, so
-an interrupted run keeps what it made; ``--render rows.jsonl`` prints the tables from such a file. Compiled
-programs are kept in a persistent compilation cache (``--cache``) so a rerun of a row is quick.
+an interrupted run keeps what it made; ``--render rows.jsonl`` prints the tables from such a file.
+
+The rows write to a persistent compilation cache (``--cache``), but jax 0.10.2 cannot read an entry back
+for libtpu's compile-only devices ("PjRtCompiler must be constructed with a Client to call
+DeserializeLoadedExecutable": a warning, then a fresh compile), so today every row compiles afresh; the
+cache pays off once jax can deserialize for a topology without a client.
 """
 
 from __future__ import annotations
