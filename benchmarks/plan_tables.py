@@ -85,11 +85,13 @@ def markdown_row(record: dict) -> str:
     if "error" in record:
         return f"| {name} | {record['topology']} | | | | error: {record['error']} | | | | | | |"
     fits = "yes" if record["fits"] else "**no**"
+    # A program the compiler refused reports only what it needs in all (its temporaries are not split out).
+    temps = "refused" if not record["fits"] and record["temps_gib"] == 0 else f"{record['temps_gib']:.2f}"
     rollout = f"{record['rollout_seconds']:.1f}" if record.get("rollout_seconds") is not None else ""
     host = f"{record['host_gib']:.0f} / {record['host_ram_gib']:.0f}" + ("" if record["host_fits"] else " **over**")
     return (
         f"| {name} | {record['topology']} | {record['mesh']} | {record['peak_gib']:.1f} / {record['hbm_gib']:.0f} "
-        f"({record['peak_program']}) | {record['temps_gib']:.2f} | {fits} | {record['step_seconds']:.2f} "
+        f"({record['peak_program']}) | {temps} | {fits} | {record['step_seconds']:.2f} "
         f"| {record['mfu']:.0%} | {record['tokens_per_second_per_chip']:,.0f} | {rollout} | {host} "
         f"| {record['wall_seconds']:.0f} |"
     )
