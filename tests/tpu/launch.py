@@ -121,3 +121,18 @@ def wait(processes: list[subprocess.Popen], log_dir: Path, timeout: float) -> Re
 def run(arguments: list[str], processes: int, devices: int, log_dir: Path, counter: Path | None = None,
         timeout: float = 900) -> Result:
     return wait(start(arguments, processes, devices, log_dir, counter), log_dir, timeout)
+
+
+def single_and_multi(workspace: Path, name: str, arguments_for, timeout: float = 900) -> tuple[tuple[Path, Path], tuple[Result, Result]]:
+    """One command as 1 process x 8 devices and as 2 processes x 4 (the latter counting gathers), side by side.
+
+    ``arguments_for(output_dir)`` gives the ``tulu-jax`` arguments; both runs must succeed. Returns the two
+    output_dirs and results, single first."""
+    directories = (workspace / f"{name}_single", workspace / f"{name}_multi")
+    logs = (workspace / "logs" / f"{name}_single", workspace / "logs" / f"{name}_multi")
+    started = (start(arguments_for(directories[0]), 1, 8, logs[0]),
+               start(arguments_for(directories[1]), 2, 4, logs[1], workspace / "counter"))
+    results = tuple(wait(processes, log_dir, timeout) for processes, log_dir in zip(started, logs))
+    for result in results:
+        assert result.returncodes == [0] * len(result.returncodes), "\n\n".join(log[-3000:] for log in result.stderr)
+    return directories, results

@@ -73,15 +73,9 @@ def workspace(tmp_path_factory):
 
 def run_both(workspace, name, extra):
     """The 1×8 and 2×4 runs of one algorithm, side by side; returns their output_dirs."""
-    single_dir, multi_dir = workspace / f"{name}_single", workspace / f"{name}_multi"
-    logs = workspace / "logs"
-    single = launch.start(rlvr_arguments(workspace, single_dir, *extra), 1, 8, logs / f"{name}_single")
-    multi = launch.start(rlvr_arguments(workspace, multi_dir, *extra), 2, 4, logs / f"{name}_multi",
-                         workspace / "counter")
-    for processes, log_dir in ((single, logs / f"{name}_single"), (multi, logs / f"{name}_multi")):
-        result = launch.wait(processes, log_dir, TIMEOUT)
-        assert result.returncodes == [0] * len(processes), "\n\n".join(text[-3000:] for text in result.stderr)
-    return single_dir, multi_dir
+    directories, _ = launch.single_and_multi(workspace, name, lambda out: rlvr_arguments(workspace, out, *extra),
+                                             TIMEOUT)
+    return directories
 
 
 @pytest.fixture(scope="module")

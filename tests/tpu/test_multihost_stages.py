@@ -57,15 +57,7 @@ def workspace(tmp_path_factory):
 
 
 def run_both(workspace, name, arguments_for):
-    """The 1×8 and 2×4 runs of one stage, side by side; returns their output_dirs and results."""
-    single_dir, multi_dir = workspace / f"{name}_single", workspace / f"{name}_multi"
-    single = launch.start(arguments_for(single_dir), 1, 8, workspace / "logs" / f"{name}_single")
-    multi = launch.start(arguments_for(multi_dir), 2, 4, workspace / "logs" / f"{name}_multi", workspace / "counter")
-    results = (launch.wait(single, workspace / "logs" / f"{name}_single", TIMEOUT),
-               launch.wait(multi, workspace / "logs" / f"{name}_multi", TIMEOUT))
-    for result in results:
-        assert result.returncodes == [0] * len(result.returncodes), "\n\n".join(log[-3000:] for log in result.stderr)
-    return (single_dir, multi_dir), results
+    return launch.single_and_multi(workspace, name, arguments_for, TIMEOUT)
 
 
 @pytest.fixture(scope="module")
