@@ -129,7 +129,7 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
     saved: no checkpoint holds a diverged state.
 
     On resume, metrics logged after the restored step (by the interrupted run) are dropped from
-    metrics.jsonl, since those steps are replayed and logged again.
+    metrics.jsonl and purged from TensorBoard's view, since those steps are replayed and logged again.
     """
     start = int(jax.device_get(state.step))
     logger = spec.logger

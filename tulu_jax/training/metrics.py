@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -52,7 +53,10 @@ class MetricsLogger:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
+            # tensorboardX names an event file by the second it was opened and truncates an existing one: a
+            # nanosecond suffix keeps a resume within the same second from erasing the earlier run's file, and
+            # keeps the files in the order they were written (the order TensorBoard reads them in).
+            self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"), filename_suffix=f".{time.time_ns()}")
         if wandb_project:
             try:
                 import wandb
@@ -68,9 +72,16 @@ class MetricsLogger:
 
         A resumed run replays the steps after its checkpoint and logs them again; without this they would
         appear twice. The file is rewritten beside itself and renamed, so a kill here loses nothing.
+        TensorBoard's event files are append-only; instead they get a ``SessionLog.START`` at ``step + 1``
+        (tensorboardX's ``purge_step``), on which TensorBoard discards the earlier events of steps after ``step``.
         """
         if not self.enabled:
             return 0
+        if self._tensorboard is not None:
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            start = Event(step=step + 1, session_log=SessionLog(status=SessionLog.START))
+            self._tensorboard.file_writer.add_event(start)
         self._jsonl.flush()
         kept, dropped = [], 0
         for line in self._path.read_bytes().decode("utf-8", errors="replace").splitlines():
