@@ -12,14 +12,12 @@ import json
 import signal
 import time
 
-import jax
 import numpy as np
 import pytest
 
-from tests.helpers.tiny_tokenizer import build_tiny_tokenizer
+from tests.helpers.rlvr_inputs import make_rlvr_inputs, rlvr_input_arguments
 from tests.tpu import launch
-from tulu_jax.hf import read_checkpoint_dir, save_hf_checkpoint
-from tulu_jax.models import init_params, preset
+from tulu_jax.hf import read_checkpoint_dir
 
 TIMEOUT = 1200
 MESH = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
@@ -29,32 +27,11 @@ GRPO = ["objective.advantage_estimator=grpo", "objective.policy_loss=grpo", "obj
         "objective.kl_beta=0.01", "rollout.prompts_per_step=2", "rollout.samples_per_prompt=4"]
 
 
-LOWERCASE = json.dumps({"func_name": "validate_lowercase"})
-
-
-def write_prompts(path, count):
-    """Half IFEval "answer in lowercase" (a random tiny policy passes now and then: a reward to learn from),
-    half GSM8K sums (it never passes: the per-dataset metrics see both)."""
-    with path.open("w") as sink:
-        for index in range(count):
-            if index % 2:
-                record = {"messages": [{"role": "user", "content": f"What is {index % 7} plus 1?"}],
-                          "ground_truth": str(index % 7 + 1), "dataset": "gsm8k"}
-            else:
-                record = {"messages": [{"role": "user", "content": f"Greet {index % 7}, lowercase."}],
-                          "ground_truth": LOWERCASE, "dataset": "ifeval"}
-            sink.write(json.dumps(record) + "\n")
-    return path
-
-
 def rlvr_arguments(workspace, output_dir, *extra):
     return ["rlvr", "--config", "configs/rlvr_tiny_cpu.yaml", f"output_dir={output_dir}",
-            f"model.source={workspace / 'policy_hf'}", "model.overrides={}",
-            f"data.sources=[{{path: {workspace / 'rlvr.jsonl'}}}]",
-            f"data.eval_sources=[{{path: {workspace / 'eval.jsonl'}}}]", f"data.tokenizer={workspace / 'tokenizer'}",
-            "data.max_prompt_len=32", "rollout.prompts_per_step=8", "rollout.max_new_tokens=4",
-            "evaluation.every=2", "evaluation.batch_size=8", "evaluation.max_new_tokens=4", "evaluation.keep_best=true",
-            "ppo.epochs=2", "ppo.logprob_chunk=8", "optimizer.learning_rate=3e-3", "training.steps=4",
+            *rlvr_input_arguments(workspace), "data.max_prompt_len=32", "rollout.prompts_per_step=8",
+            "rollout.max_new_tokens=4", "evaluation.every=2", "evaluation.batch_size=8", "evaluation.max_new_tokens=4",
+            "evaluation.keep_best=true", "ppo.epochs=2", "ppo.logprob_chunk=8", "optimizer.learning_rate=3e-3", "training.steps=4",
             "training.tensorboard=false", "training.progress_bar=false", "checkpoint.save_every=1",
             "checkpoint.async_save=false", *MESH, *extra]
 
@@ -62,11 +39,7 @@ def rlvr_arguments(workspace, output_dir, *extra):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("multihost_rlvr")
-    config = preset("tiny", vocab_size=512, scan_layers=False)
-    save_hf_checkpoint(root / "policy_hf", jax.device_get(init_params(config, jax.random.PRNGKey(5))), config)
-    write_prompts(root / "rlvr.jsonl", 48)
-    write_prompts(root / "eval.jsonl", 8)
-    build_tiny_tokenizer(root / "tokenizer")
+    make_rlvr_inputs(root)
     launch.install_gather_counter(root / "counter")
     return root
 

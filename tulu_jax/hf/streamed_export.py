@@ -12,6 +12,7 @@ The directory appears whole or not at all: it is written under a temporary sibli
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 import uuid
@@ -29,6 +30,8 @@ from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
 from tulu_jax.hf.safetensors_io import _NAMES
 from tulu_jax.models.config import LlamaConfig
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_BYTES = 5 * 2**30
 
@@ -91,6 +94,8 @@ def export_params_streamed(
     staging = directory.parent / f".{directory.name}.pieces-{token}"
     if primary and directory.exists() and any(directory.iterdir()) and not overwrite:
         raise CheckpointError(f"{directory} exists and is not empty; pass --overwrite to replace it whole")
+    if primary:
+        _remove_leftovers(directory, token)
     if jax.process_count() > 1:
         if not primary:
             _stage_pieces(tensors, staging / f"process-{jax.process_index()}", export_dtype)
@@ -233,6 +238,21 @@ def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], dtype: np.dt
         weight_map = {tensor.name: file for file, shard in zip(names, shards) for tensor in shard}
         index = {"metadata": {"total_size": int(sum(nbytes.values()))}, "weight_map": dict(sorted(weight_map.items()))}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _remove_leftovers(directory: epath.Path, token: str) -> None:
+    """Remove what an export killed earlier left beside ``directory``: its temporary sibling, staged pieces,
+    or the replaced old directory (a kill between the two renames). Never anything of this export."""
+    if not directory.parent.exists():
+        return
+    prefixes = tuple(f".{directory.name}.{kind}-" for kind in ("tmp", "pieces", "old"))
+    for path in directory.parent.iterdir():
+        if path.name.startswith(prefixes) and not path.name.endswith(f"-{token}"):
+            log.info("removing %s, left by an interrupted export", path)
+            if path.is_dir():
+                path.rmtree()
+            else:
+                path.unlink()
 
 
 def _swap_into_place(temporary: epath.Path, directory: epath.Path) -> None:

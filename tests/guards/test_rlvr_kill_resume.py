@@ -1,0 +1,146 @@
+"""``tulu-jax rlvr`` with keep-best, SIGKILLed and rerun, exports exactly what an uninterrupted run exports.
+
+Two kills, as the recipe's acceptance asks: at a rollout step after keep-best has chosen a policy (the best
+policy is a checkpoint step under ``output_dir/best``, so the rerun knows it), and during the export (held
+there by ``tests/helpers/pause_points``, with the shards written into the temporary sibling). Each rerun is
+the same command. The exported weights are compared byte for byte, and the kept step must be the same.
+
+On this tiny random policy the starting policy (rollout step 0) stays the best on the dev prompts, so the
+export is not the last state: a rerun that forgot the kept policy (the old in-memory keep-best) evaluated the
+restored state as its "starting policy", kept it, and exported it. The recipe test marked ``slow``
+(``tests/stages/test_recipe_kills.py``) kills ``make run``'s recipe where keep-best has chosen a trained step.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.pause_points import pause_environment
+from tests.helpers.rlvr_inputs import make_rlvr_inputs, rlvr_input_arguments
+from tests.tpu import launch
+from tulu_jax.hf import read_checkpoint_dir
+
+TIMEOUT = 600
+STEPS = 6
+
+
+def arguments(inputs: Path, output_dir: Path) -> list[str]:
+    return ["rlvr", "--config", "configs/rlvr_tiny_cpu.yaml", f"output_dir={output_dir}",
+            *rlvr_input_arguments(inputs), "data.max_prompt_len=32", "rollout.prompts_per_step=8",
+            "rollout.max_new_tokens=4", "evaluation.every=2", "evaluation.batch_size=8",
+            "evaluation.max_new_tokens=4", "evaluation.keep_best=true", "ppo.epochs=2", "ppo.logprob_chunk=8",
+            "optimizer.learning_rate=3e-3", f"training.steps={STEPS}", "training.tensorboard=false",
+            "training.progress_bar=false", "checkpoint.save_every=1", "checkpoint.async_save=false",
+            "mesh.data=1", "mesh.fsdp=-1", "mesh.tensor=1"]
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([launch.TULU_JAX, *command], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def steps_in(directory: Path) -> list[int]:
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def kept_step(output_dir: Path) -> int:
+    (step,) = steps_in(output_dir / "best")
+    return step
+
+
+def wait_until(process: subprocess.Popen, condition, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rlvr_kill")
+    inputs = make_rlvr_inputs(root / "inputs")
+    env = launch.environment(1)
+    logs = root / "logs"
+    logs.mkdir()
+
+    straight = root / "straight"
+    result = subprocess.run([launch.TULU_JAX, *arguments(inputs, straight)], env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert kept_step(straight) < STEPS  # a later policy never beat it: the export is not simply the last state
+
+    killed = root / "killed"
+    command = arguments(inputs, killed)
+    # Kill 1: a rollout step after keep-best has chosen a trained policy.
+    process = start(command, env, logs / "first.log")
+
+    def past_a_chosen_policy() -> bool:
+        best, saved = steps_in(killed / "best"), steps_in(killed / "checkpoints")
+        return bool(best) and bool(saved) and saved[-1] > best[-1]
+
+    wait_until(process, past_a_chosen_policy, "keep-best chose a policy and a later step was saved")
+    kill(process)
+    first_kill = {"best": steps_in(killed / "best"), "checkpoints": steps_in(killed / "checkpoints")}
+    assert not (killed / "hf").exists() and first_kill["checkpoints"][-1] < STEPS
+
+    # Kill 2: during the export, the shards written into the temporary sibling, not yet renamed into place.
+    paused_env, marker = pause_environment(root / "pause", "tulu_jax.hf.streamed_export._write_shards", env)
+    process = start(command, paused_env, logs / "second.log")
+    wait_until(process, marker.exists, "the export wrote its shards")
+    kill(process)
+    half_written = [p.name for p in killed.iterdir() if p.name.startswith(".hf.tmp-")]
+
+    # The same command again, to the end.
+    result = subprocess.run([launch.TULU_JAX, *command], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"straight": straight, "killed": killed, "first_kill": first_kill, "half_written": half_written,
+            "logs": [(logs / "second.log").read_text(), result.stderr]}
+
+
+def test_the_kills_landed_where_intended(runs):
+    first_kill = runs["first_kill"]
+    assert first_kill["best"] and first_kill["checkpoints"][-1] > first_kill["best"][-1]
+    assert runs["half_written"], "the export was not caught half-written"
+    second, third = runs["logs"]
+    assert "resumed from" in second and "resumed from" in third
+
+
+def test_the_rerun_keeps_the_same_best_policy_and_exports_it_bit_identically(runs):
+    straight, killed = runs["straight"], runs["killed"]
+    assert kept_step(killed) == kept_step(straight)
+    ours, reference = read_checkpoint_dir(killed / "hf"), read_checkpoint_dir(straight / "hf")
+    assert sorted(ours) == sorted(reference)
+    for name in reference:
+        assert ours[name].tobytes() == reference[name].tobytes(), name
+    for name in ("config.json", "generation_config.json", "tulu_jax_config.json"):
+        ours, reference = (json.loads((run / "hf" / name).read_text()) for run in (killed, straight))
+        if name == "tulu_jax_config.json":  # the run config: the same but for where each run wrote
+            assert (ours.pop("output_dir"), reference.pop("output_dir")) == (str(killed), str(straight))
+        assert ours == reference, name
+
+
+def test_the_rerun_logs_each_step_once_with_the_uninterrupted_values(runs):
+    def rows(output_dir):
+        lines = (output_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines if '"step"' in line]
+
+    def by_step(output_dir, key):
+        return [(row["step"], row[key]) for row in rows(output_dir) if key in row]
+
+    for key in ("reward", "train/loss", "eval/accuracy"):
+        assert by_step(runs["killed"], key) == by_step(runs["straight"], key), key
+
+
+def test_no_half_written_export_is_left_beside_the_output(runs):
+    assert sorted(p.name for p in runs["killed"].iterdir() if p.name.startswith(".hf")) == []
