@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.training.sft_data import make_run_inputs, tiny_overrides
 from tulu_jax.hf import read_checkpoint_dir
@@ -45,7 +44,6 @@ def batches_by_step(output_dir: Path) -> dict[int, int]:
     return {line["step"]: line["fingerprint"] for line in lines}
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, compilation_cache):
     inputs = tmp_path / "inputs"
     make_run_inputs(inputs)
