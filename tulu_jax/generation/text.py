@@ -27,11 +27,9 @@ class Completion:
 
 
 def stop_ids_for(tokenizer, config: LlamaConfig, extra: Sequence[int] = ()) -> tuple[int, ...]:
-    """The tokenizer's EOS, the model config's EOS, and any extra ids."""
-    ids = {tokenizer.eos_id, *extra}
-    if config.eos_token_id is not None:
-        ids.add(config.eos_token_id)
-    return tuple(sorted(ids))
+    """The tokenizer's EOS, every EOS id of the model config (all of a config.json list, as Llama 3.1
+    Instruct's ``[128001, 128008, 128009]``), and any extra ids."""
+    return tuple(sorted({tokenizer.eos_id, *config.eos_token_ids, *extra}))
 
 
 def complete(

@@ -143,8 +143,11 @@ def save_hf_checkpoint(
 def write_hf_side_files(directory: epath.Path, config: LlamaConfig, dtype: str, tokenizer_dir=None) -> None:
     """``config.json``, ``generation_config.json`` and the tokenizer files beside the weights."""
     directory = as_path(directory)
-    (directory / "config.json").write_text(json.dumps(to_hf_dict(config, torch_dtype=dtype), indent=2) + "\n")
-    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
+    hf_config = to_hf_dict(config, torch_dtype=dtype)
+    (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    # transformers' generate stops on generation_config.json's eos_token_id: all of a list, as in config.json.
+    generation = {"bos_token_id": config.bos_token_id, "eos_token_id": hf_config["eos_token_id"],
+                  "pad_token_id": config.pad_token_id}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     if tokenizer_dir is not None:
         copied = 0

@@ -47,7 +47,7 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
 
     # 1. The sampler, on the policy params as they sit in the train state.
     sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
-    stop_ids = tuple(sorted({model.eos_token_id})) if model.eos_token_id is not None else ()
+    stop_ids = tuple(sorted(set(model.eos_token_ids)))
     sampler = _compiled(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
     sampler_inputs = (
         abstract(shapes["policy"], param_shardings(model, mesh)),
