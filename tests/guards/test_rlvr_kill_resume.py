@@ -14,17 +14,14 @@ restored state as its "starting policy", kept it, and exported it. The recipe te
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.killed_runs import assert_same_weights, finish, kill_when, start, steps_in
 from tests.helpers.pause_points import pause_environment
 from tests.helpers.rlvr_inputs import make_rlvr_inputs, rlvr_input_arguments
 from tests.tpu import launch
-from tulu_jax.hf import read_checkpoint_dir
 
 TIMEOUT = 600
 STEPS = 6
@@ -40,30 +37,9 @@ def arguments(inputs: Path, output_dir: Path) -> list[str]:
             "mesh.data=1", "mesh.fsdp=-1", "mesh.tensor=1"]
 
 
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([launch.TULU_JAX, *command], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def steps_in(directory: Path) -> list[int]:
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
-
-
 def kept_step(output_dir: Path) -> int:
     (step,) = steps_in(output_dir / "best")
     return step
-
-
-def wait_until(process: subprocess.Popen, condition, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert process.poll() is None, f"the run ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +51,7 @@ def runs(tmp_path_factory):
     logs.mkdir()
 
     straight = root / "straight"
-    result = subprocess.run([launch.TULU_JAX, *arguments(inputs, straight)], env=env, capture_output=True,
-                            text=True, timeout=TIMEOUT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    finish(arguments(inputs, straight), env, TIMEOUT)
     assert kept_step(straight) < STEPS  # a later policy never beat it: the export is not simply the last state
 
     killed = root / "killed"
@@ -89,21 +63,18 @@ def runs(tmp_path_factory):
         best, saved = steps_in(killed / "best"), steps_in(killed / "checkpoints")
         return bool(best) and bool(saved) and saved[-1] > best[-1]
 
-    wait_until(process, past_a_chosen_policy, "keep-best chose a policy and a later step was saved")
-    kill(process)
+    kill_when(process, past_a_chosen_policy, "keep-best chose a policy and a later step was saved", TIMEOUT)
     first_kill = {"best": steps_in(killed / "best"), "checkpoints": steps_in(killed / "checkpoints")}
     assert not (killed / "hf").exists() and first_kill["checkpoints"][-1] < STEPS
 
     # Kill 2: during the export, the shards written into the temporary sibling, not yet renamed into place.
     paused_env, marker = pause_environment(root / "pause", "tulu_jax.hf.streamed_export._write_shards", env)
     process = start(command, paused_env, logs / "second.log")
-    wait_until(process, marker.exists, "the export wrote its shards")
-    kill(process)
+    kill_when(process, marker.exists, "the export wrote its shards", TIMEOUT)
     half_written = [p.name for p in killed.iterdir() if p.name.startswith(".hf.tmp-")]
 
     # The same command again, to the end.
-    result = subprocess.run([launch.TULU_JAX, *command], env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = finish(command, env, TIMEOUT)
     return {"straight": straight, "killed": killed, "first_kill": first_kill, "half_written": half_written,
             "logs": [(logs / "second.log").read_text(), result.stderr]}
 
@@ -119,10 +90,7 @@ def test_the_kills_landed_where_intended(runs):
 def test_the_rerun_keeps_the_same_best_policy_and_exports_it_bit_identically(runs):
     straight, killed = runs["straight"], runs["killed"]
     assert kept_step(killed) == kept_step(straight)
-    ours, reference = read_checkpoint_dir(killed / "hf"), read_checkpoint_dir(straight / "hf")
-    assert sorted(ours) == sorted(reference)
-    for name in reference:
-        assert ours[name].tobytes() == reference[name].tobytes(), name
+    assert_same_weights(killed / "hf", straight / "hf")
     for name in ("config.json", "generation_config.json", "tulu_jax_config.json"):
         ours, reference = (json.loads((run / "hf" / name).read_text()) for run in (killed, straight))
         if name == "tulu_jax_config.json":  # the run config: the same but for where each run wrote
