@@ -185,10 +185,12 @@ def numpy_batch(batch: dict) -> dict:
     return {key: value for key, value in batch.items() if isinstance(value, np.ndarray) and value.dtype != object}
 
 
-def resume_state(checkpointer, resume_configured: bool, resume: Optional[bool], abstract, batches) -> Any:
+def resume_state(checkpointer, resume_configured: bool, resume: Optional[bool], abstract, batches, *,
+                 run_config: dict) -> Any:
     """The restored state (and ``batches`` moved to the next batch), or None to start afresh.
 
     ``resume=None`` follows the config; True insists on a checkpoint; False refuses to overwrite one.
+    ``run_config`` (``run_config_dict``) lets a shape mismatch name the ``resolved_model`` fields that differ.
     """
     wanted = resume_configured if resume is None else resume
     steps = checkpointer.steps()
@@ -199,7 +201,7 @@ def resume_state(checkpointer, resume_configured: bool, resume: Optional[bool], 
                 "resume (checkpoint.resume=true), or choose another output_dir"
             )
         return None
-    restored = checkpointer.restore_latest(abstract)
+    restored = checkpointer.restore_latest(abstract, run_config)
     if restored is None:
         if resume:
             raise CheckpointError(f"--resume: no checkpoint in {checkpointer.directory} to resume from")

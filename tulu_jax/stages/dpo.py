@@ -258,7 +258,8 @@ def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = Tru
     in_step = objective.uses_reference and objective.reference == "in_step"
     batches = pt.PairBatches(loader, PAIR_KEYS, None if in_step else train_reference.lookup)
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    restored = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches)
+    restored = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches,
+                            run_config=run_config)
     frozen_reference = reference_params(copy=True) if in_step else None
     if restored is not None:
         state = restored

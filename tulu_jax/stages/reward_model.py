@@ -161,7 +161,8 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
         (output_dir / "config.yaml").write_text(to_yaml(config))
 
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches,
+                         run_config=run_config)
     if state is None:
         state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed, mesh), optimizer,
                                    config.seed, shardings)

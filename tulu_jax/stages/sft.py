@@ -188,7 +188,8 @@ def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
 
     # Fresh or resumed state.
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), loader)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), loader,
+                         run_config=run_config)
     if state is None:
         params = load_model_params(config.model, model_config, config.seed, shardings.params)
         state = create_train_state(params, optimizer, config.seed, shardings)

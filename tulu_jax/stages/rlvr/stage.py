@@ -239,7 +239,8 @@ def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None, *, tokenizer=Non
     if is_writer:
         (output_dir / "config.yaml").write_text(to_yaml(config))
     checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, stage.learner.abstract_state(), loader)
+    state = resume_state(checkpointer, config.checkpoint.resume, resume, stage.learner.abstract_state(), loader,
+                         run_config=run_config)
     if state is None:
         state = stage.initial_state()
 
