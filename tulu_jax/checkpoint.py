@@ -1,15 +1,19 @@
 """Train-state checkpoints with Orbax: async saves, keep the last K, exact resume, fall back past a bad one.
 
-Each checkpoint ``<directory>/<step>/`` holds three items:
+Each checkpoint ``<directory>/<step>/`` holds four items:
   ``state``  the ``TrainState`` (params, optimizer state, step, RNG), sharded arrays written by each host;
   ``data``   the data iterator state (JSON), so a resumed run reads the very next batch;
-  ``config`` the resolved run config (JSON; the stage also writes it as YAML beside the checkpoints).
+  ``config`` the resolved run config (JSON; the stage also writes it as YAML beside the checkpoints);
+  ``fingerprints`` one 32-bit fingerprint of the exact bits of each array of ``state`` (JSON; see
+             ``checkpoint_fingerprint``), computed on device when the step is saved.
 Orbax writes a step into a temporary directory and renames it when complete, so a run killed mid-save
-leaves no half-written step behind. A step that is damaged afterwards (unreadable, or holding non-finite
-numbers) fails to restore; ``restore_latest`` then warns, takes the previous one, and moves the damaged
-step aside to ``<step>.damaged-<n>`` (kept for inspection, ignored by Orbax) so the run can save that step
-again. A checkpoint whose array shapes differ from the model being resumed is a configuration mismatch,
-not damage: it is reported with the differing fields and never skipped or moved.
+leaves no half-written step behind. A step that is damaged afterwards (unreadable, holding non-finite
+numbers, or holding arrays whose fingerprints differ from the saved ones: a flipped bit that left the number
+finite) fails to restore; ``restore_latest`` then warns, takes the previous one, and moves the damaged step
+aside to ``<step>.damaged-<n>`` (kept for inspection, ignored by Orbax) so the run can save that step again.
+Steps saved before fingerprints existed restore as before, without that check. A checkpoint whose array
+shapes differ from the model being resumed is a configuration mismatch, not damage: it is reported with the
+differing fields and never skipped or moved.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import orbax.checkpoint as ocp
 
 from data_pipeline.paths import as_path
 from tulu_jax import distributed
+from tulu_jax.checkpoint_fingerprint import check_fingerprints, fingerprints, leaves_by_path
 from tulu_jax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-ITEMS = ("state", "data", "config")
+ITEMS = ("state", "data", "config", "fingerprints")
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,16 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, data_state: Optional[dict], config: Optional[dict], force: bool = False) -> bool:
-        """Start saving (async unless configured otherwise); returns whether a save was started."""
+        """Start saving (async unless configured otherwise); returns whether a save was started.
+
+        The fingerprints of ``state`` are computed first, on device (every process takes part)."""
+        if not force and not self._manager.should_save(step):
+            return False
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=ocp.args.JsonSave(data_state or {}),
             config=ocp.args.JsonSave(config or {}),
+            fingerprints=ocp.args.JsonSave(fingerprints(state)),
         )
         return bool(self._manager.save(step, args=args, force=force))
 
@@ -98,25 +108,28 @@ class Checkpointer:
 
         Raises ``CheckpointMismatchError`` when the saved arrays do not have the shapes of ``abstract_state``
         (naming the differing arrays, and the differing ``resolved_model`` fields when ``run_config`` is given),
-        and ``CheckpointError`` when the restored state holds NaN or infinite numbers.
+        and ``CheckpointError`` when the restored state holds NaN or infinite numbers or, for a step saved with
+        fingerprints, when an array's fingerprint differs from the saved one (naming the arrays).
         """
         self._check_shapes(step, abstract_state, run_config)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=ocp.args.JsonRestore(),
-            config=ocp.args.JsonRestore(),
-        )
-        restored = self._manager.restore(step, args=args)
-        check_finite(restored.state, f"checkpoint {self.directory}/{step}")
+        items = {"state": ocp.args.StandardRestore(abstract_state), "data": ocp.args.JsonRestore(),
+                 "config": ocp.args.JsonRestore()}
+        if saved_with_fingerprints(self.directory, step):
+            items["fingerprints"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        where = f"checkpoint {self.directory}/{step}"
+        check_finite(restored.state, where)
+        check_fingerprints(restored.state, restored.get("fingerprints"), where)
         data_state = restored.data or None
         return Restored(step=step, state=restored.state, data_state=data_state, config=restored.config or None)
 
     def restore_latest(self, abstract_state: Any, run_config: Optional[dict] = None) -> Optional[Restored]:
         """The newest checkpoint that restores cleanly, or None when there is none.
 
-        Each newer step that fails (unreadable or non-finite) is warned about and, once an older one has
-        restored, moved aside so that this run can save that step again. Every process takes the same
-        decision. A shape mismatch is raised at once: it is the config that changed, not the checkpoint.
+        Each newer step that fails (unreadable, non-finite, or not matching its fingerprints) is warned about
+        and, once an older one has restored, moved aside so that this run can save that step again. Every
+        process takes the same decision. A shape mismatch is raised at once: it is the config that changed,
+        not the checkpoint.
         """
         steps = self.steps()
         damaged = []
@@ -152,8 +165,8 @@ class Checkpointer:
             handler.close()
         except Exception:  # noqa: BLE001 - unreadable metadata is damage; restore reports it
             return
-        saved = {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(saved_tree) if hasattr(leaf, "shape")}
-        wanted = {path: tuple(leaf.shape) for path, leaf in _leaves_by_path(abstract_state) if hasattr(leaf, "shape")}
+        saved = {path: tuple(leaf.shape) for path, leaf in leaves_by_path(saved_tree) if hasattr(leaf, "shape")}
+        wanted = {path: tuple(leaf.shape) for path, leaf in leaves_by_path(abstract_state) if hasattr(leaf, "shape")}
         differences = [f"{path} saved {saved[path]}, now {wanted[path]}"
                        for path in sorted(set(saved) & set(wanted)) if saved[path] != wanted[path]]
         differences += [f"{path} only in the checkpoint" for path in sorted(set(saved) - set(wanted))]
@@ -214,7 +227,7 @@ def non_finite_paths(tree: Any, limit: int = 5) -> list[str]:
     if not bool(_any_non_finite(tree)):
         return []
     found = []
-    for path, leaf in _leaves_by_path(tree):
+    for path, leaf in leaves_by_path(tree):
         if jnp.issubdtype(leaf.dtype, jnp.inexact) and bool(_any_non_finite(leaf)):
             found.append(path)
             if len(found) == limit:
@@ -229,22 +242,14 @@ def check_finite(tree: Any, where: str) -> None:
         raise CheckpointError(f"{where} holds NaN or infinite values (in {', '.join(bad)}); it is damaged or diverged")
 
 
-def _leaves_by_path(tree: Any) -> list[tuple[str, Any]]:
-    """``(dotted path, leaf)`` pairs; dataclass fields, dict keys and sequence indices all spelled the same way."""
-
-    def name(entry) -> str:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(entry, attribute):
-                return str(getattr(entry, attribute))
-        return str(entry)
-
-    return [(".".join(name(entry) for entry in path), leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
 def _all_processes_agree(ok: bool) -> bool:
     """True only when ``ok`` holds on every process (a restore decision must be the same everywhere)."""
     return distributed.all_agree("checkpoint restored", ok)
+
+
+def saved_with_fingerprints(directory: Path, step: int) -> bool:
+    """Whether ``step`` was saved with fingerprints (steps saved before they existed were not)."""
+    return (as_path(directory) / str(step) / "fingerprints").exists()
 
 
 def find_checkpoint_dir(path: str | Path) -> Path:

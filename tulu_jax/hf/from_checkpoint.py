@@ -1,7 +1,9 @@
 """Read the model out of a stage's Orbax checkpoint: only the params, restored straight into their shards.
 
 The optimizer state is never read. The params are laid out on a mesh of all devices by the logical-axis
-rules, so every process reads only the slices its devices hold, as the sharded HF load does.
+rules, so every process reads only the slices its devices hold, as the sharded HF load does. The params are
+checked like a resume checks the whole state: finite, and (for steps saved with fingerprints) holding the
+bits that were saved.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from tulu_jax.checkpoint import check_finite, find_checkpoint_dir
+from tulu_jax.checkpoint import ITEMS, check_finite, find_checkpoint_dir, saved_with_fingerprints
+from tulu_jax.checkpoint_fingerprint import check_fingerprints
 from tulu_jax.config import from_dict
 from tulu_jax.errors import CheckpointError
 from tulu_jax.models import param_logical_axes
@@ -24,7 +27,7 @@ from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
 def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tuple[LlamaConfig, Any, dict]:
     """``(model config, sharded params, run config)`` of a run's checkpoint (the newest unless ``step``)."""
     directory = find_checkpoint_dir(path)
-    with ocp.CheckpointManager(directory, item_names=("state", "data", "config")) as manager:
+    with ocp.CheckpointManager(directory, item_names=ITEMS) as manager:
         steps = sorted(manager.all_steps())
         if not steps:
             raise CheckpointError(f"{directory} holds no checkpoints")
@@ -32,7 +35,11 @@ def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tup
             step = steps[-1]
         elif step not in steps:
             raise CheckpointError(f"{directory} has no checkpoint for step {step}; it has {steps}")
-        run_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config or {}
+        side = {"config": ocp.args.JsonRestore()}
+        if saved_with_fingerprints(directory, step):
+            side["fingerprints"] = ocp.args.JsonRestore()
+        side_items = manager.restore(step, args=ocp.args.Composite(**side))
+        run_config = side_items.config or {}
         model_fields = run_config.get("resolved_model") or run_config.get("resolved_policy")
         if not model_fields:
             raise CheckpointError(f"{directory}/{step}: the saved config has no resolved_model; cannot tell the shapes")
@@ -54,4 +61,6 @@ def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tup
     params = restored.state["params"]
     params = params["policy"] if nested else params
     check_finite(params, f"checkpoint {directory}/{step}")  # a diverged or damaged step is never exported
+    # The fingerprints are per leaf path ("params.…"), so the params subset is checked on its own.
+    check_fingerprints(restored.state, side_items.get("fingerprints"), f"checkpoint {directory}/{step}")
     return config, params, run_config
