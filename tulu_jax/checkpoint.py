@@ -107,7 +107,7 @@ class Checkpointer:
         """Restore ``step`` into the shapes, dtypes and shardings of ``abstract_state``.
 
         Raises ``CheckpointMismatchError`` when the saved arrays do not have the shapes of ``abstract_state``
-        (naming the differing arrays, and the differing ``resolved_model`` fields when ``run_config`` is given),
+        (naming the differing ``resolved_model`` fields first when ``run_config`` is given, then the arrays),
         and ``CheckpointError`` when the restored state holds NaN or infinite numbers or, for a step saved with
         fingerprints, when an array's fingerprint differs from the saved one (naming the arrays).
         """
@@ -179,15 +179,15 @@ class Checkpointer:
         saved_model = (self.saved_config(step) or {}).get("resolved_model")
         current_model = (run_config or {}).get("resolved_model")
         if isinstance(saved_model, dict) and isinstance(current_model, dict):
-            changed = [f"{key}: checkpoint {saved_model.get(key)!r}, config {current_model.get(key)!r}"
+            changed = [f"{key}: {saved_model.get(key)!r} -> {current_model.get(key)!r}"
                        for key in sorted(set(saved_model) | set(current_model))
                        if saved_model.get(key) != current_model.get(key)]
-            fields = f" Model fields that differ: {'; '.join(changed)}." if changed else ""
+            fields = f"model fields (checkpoint -> config): {', '.join(changed)}; arrays: " if changed else ""
         shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
         raise CheckpointMismatchError(
             f"shape mismatch: checkpoint {self.directory}/{step} was saved for a different model than the one "
-            f"configured ({shown}).{fields} The checkpoint is intact: resume with the model it was saved with, "
-            "or choose another output_dir for the new model"
+            f"configured ({fields}{shown}). The checkpoint is intact: resume with the model it was saved "
+            "with, or choose another output_dir for the new model"
         )
 
     def _move_aside(self, steps: list[int]) -> None:

@@ -100,7 +100,8 @@ def test_changed_model_shape_names_the_fields_and_is_not_called_corruption(tmp_p
         checkpointer.restore_latest(abstract_for(optimizer, wider), run_config)
     message = str(caught.value)
     assert message.startswith("shape mismatch") and "params.dense.kernel saved (3, 4), now (3, 6)" in message
-    assert "hidden_size: checkpoint 4, config 6" in message and "num_layers" not in message
+    assert "hidden_size: 4 -> 6" in message and "num_layers" not in message
+    assert message.index("hidden_size") < message.index("params.dense.kernel") and "checkpoint is intact" in message
     assert "corrupt" not in message and not any("corrupt" in r.getMessage() for r in caplog.records)
     assert checkpointer.steps() == [1, 2] and not list(directory.glob("*.damaged-*"))  # healthy steps untouched
 

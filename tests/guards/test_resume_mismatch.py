@@ -3,7 +3,6 @@ as they were."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from tests.training.sft_data import make_run_inputs, tiny_overrides
@@ -27,7 +26,9 @@ def test_resume_with_a_changed_model_names_the_difference(tmp_path, capsys):
     print(error)
     line = next(line for line in error.splitlines() if line.startswith("error: "))
     assert line.startswith("error: shape mismatch") and "Traceback" not in error
-    # The model field that changed, with its saved and configured values (the stage passes its run config).
-    assert re.search(r"intermediate_size: \D*128\D*96", line) and "num_layers" not in line
-    assert "(params.layers.mlp.down_proj.kernel saved (2, 128, 64), now (2, 96, 64);" in line and "saved (" in line and "96)" in line and "corrupt" not in error
+    # The model field that changed comes first, with its old and new values; then the arrays it changed.
+    assert "intermediate_size: 128 -> 96" in line and "num_layers" not in line
+    assert line.index("intermediate_size: 128 -> 96") < line.index("params.layers.mlp.down_proj.kernel")
+    assert "checkpoint is intact" in line
+    assert "arrays: params.layers.mlp.down_proj.kernel saved (2, 128, 64), now (2, 96, 64);" in line and "saved (" in line and "96)" in line and "corrupt" not in error
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == before
