@@ -122,3 +122,17 @@ def test_a_killed_ppo_run_resumes_to_the_same_export(workspace, ppo_runs):
     assert sorted(ours) == sorted(reference)
     for name in ours:
         assert ours[name].tobytes() == reference[name].tobytes(), name
+
+
+def test_convert_exports_an_rlvr_checkpoint_as_the_stage_exported_it(workspace, ppo_runs):
+    """``tulu-jax convert --checkpoint`` of an RLVR run reads the policy out of the newest step (keep-best off:
+    the stage exported that same policy)."""
+    single, _ = ppo_runs
+    converted = workspace / "ppo_converted"
+    result = launch.run(["convert", "--checkpoint", str(single), "--to-hf", str(converted)], 1, 8,
+                        workspace / "logs" / "ppo_convert", timeout=TIMEOUT)
+    assert result.returncodes == [0], result.stderr[0][-3000:]
+    ours, stage = read_checkpoint_dir(converted), read_checkpoint_dir(single / "hf")
+    assert sorted(ours) == sorted(stage)
+    for name in stage:
+        assert ours[name].tobytes() == stage[name].tobytes(), name
