@@ -12,7 +12,7 @@ after a kill in RLVR), so only RLVR runs three times:
 3. run to the end.
 
 The printed accuracy table (wall times aside) and the exported weights must equal the reference's. About
-25 minutes on 2 cores, so ``slow``; ``tests/guards/test_rlvr_kill_resume.py`` is the quick version.
+6 minutes on 2 cores, so ``slow``; ``tests/guards/test_rlvr_kill_resume.py`` is the quick version.
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.killed_runs import assert_same_weights, kill_when, steps_in
 from tests.helpers.pause_points import pause_environment
-from tulu_jax.hf import read_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 3600
@@ -46,19 +44,9 @@ def environment() -> dict:
     return env
 
 
-def steps_in(directory: Path) -> list[int]:
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
-
-
 def run_until(output_dir: Path, env: dict, log: Path, condition, what: str) -> None:
     process = subprocess.Popen(command(output_dir), env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert process.poll() is None, f"the run ended before {what}: {log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(process, condition, what, TIMEOUT)
 
 
 def table(stdout: str) -> list[str]:
@@ -123,7 +111,4 @@ def test_the_rerun_prints_the_same_table(runs):
 def test_the_rerun_exports_the_same_policy_bit_for_bit(runs):
     killed, reference = runs["killed"] / "rlvr", runs["reference"] / "rlvr"
     assert steps_in(killed / "best") == steps_in(reference / "best")
-    ours, theirs = read_checkpoint_dir(killed / "hf"), read_checkpoint_dir(reference / "hf")
-    assert sorted(ours) == sorted(theirs)
-    for name in theirs:
-        assert ours[name].tobytes() == theirs[name].tobytes(), name
+    assert_same_weights(killed / "hf", reference / "hf")
