@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import jax.numpy as jnp
-
 from tests.guards.test_loop_guards import Batches, initial_state, target
 from tests.helpers.tensorboard_events import displayed_scalars
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer

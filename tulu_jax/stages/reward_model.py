@@ -148,7 +148,7 @@ def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, e
     training = config.training
 
     setup = pt.prepare_pairs(config)
-    prepared, train_rows, eval_rows = setup.prepared, setup.train_rows, setup.eval_rows
+    eval_rows = setup.eval_rows
     model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
     batches = pt.PairBatches(loader, PAIR_KEYS)
     total_steps = training.total_steps(loader.steps_per_epoch)
