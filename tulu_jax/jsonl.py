@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional
 
+from data_pipeline.atomic_files import atomic_output
 from tulu_jax.errors import DataError
 
 
@@ -58,34 +59,6 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     with atomic_output(path) as sink:
         for record in records:
             sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-class atomic_output:
-    """``with atomic_output(path) as sink:`` writes text to ``path.tmp-<pid>`` and renames it into place on
-    success, so an error or a kill never leaves a truncated ``path`` (nor empties the file it replaces)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-
-    def __enter__(self):
-        if self.path.is_dir():
-            raise DataError(f"output {self.path} is a directory; give a file name")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._sink = open(self.temporary, "w", encoding="utf-8")
-        except (FileExistsError, NotADirectoryError):
-            raise DataError(f"cannot write {self.path}: a parent of it is a file, not a directory") from None
-        except PermissionError:
-            raise DataError(f"cannot write {self.path}: permission denied; choose a writable path") from None
-        return self._sink
-
-    def __exit__(self, kind, error, traceback) -> None:
-        self._sink.close()
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
 
 
 def refuse_overwriting_inputs(output: Optional[Path], inputs: Iterable[tuple[str, Optional[Path]]],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from data_pipeline.atomic_files import atomic_output, atomic_path
 from data_pipeline.decontaminate.records import is_gzip, is_parquet
 from data_pipeline.errors import DataError
 
@@ -97,9 +98,7 @@ def format_table(report: Report) -> str:
 
 def write_matches_tsv(report: Report, path: str | Path) -> None:
     """One row per overlapping (training, eval) pair: files, lines and matched fraction."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    with atomic_output(path) as handle:
         handle.write("train_file\ttrain_line\teval_file\teval_line\tmatched_fraction\n")
         for match in report.matches:
             handle.write(
@@ -110,24 +109,28 @@ def write_matches_tsv(report: Report, path: str | Path) -> None:
 def write_clean(train_file: str | Path, removed_lines: set[int], out_dir: str | Path) -> Path:
     """Copy ``train_file`` into ``out_dir`` under the same name without ``removed_lines``; returns the new path.
 
-    JSONL lines are copied byte for byte (gzip stays gzip); Parquet keeps its schema.
+    JSONL lines are copied byte for byte (gzip stays gzip); Parquet keeps its schema. The copy appears whole.
     """
-    source, out_dir = Path(train_file), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / source.name
+    source, target = Path(train_file), clean_path(train_file, out_dir)
     if target.resolve() == source.resolve():
         raise DataError(f"{target}: --write-clean would overwrite its input; choose another directory")
-    if is_parquet(source):
-        import pyarrow as arrow
-        import pyarrow.parquet as parquet
+    with atomic_path(target) as temporary:
+        if is_parquet(source):
+            import pyarrow as arrow
+            import pyarrow.parquet as parquet
 
-        table = parquet.read_table(source)
-        keep = [row not in removed_lines for row in range(1, table.num_rows + 1)]
-        parquet.write_table(table.filter(arrow.array(keep, type=arrow.bool_())), target)
-        return target
-    opener = gzip.open if is_gzip(source) else open
-    with opener(source, "rb") as reader, opener(target, "wb") as writer:
-        for line_number, line in enumerate(reader, start=1):
-            if line_number not in removed_lines:
-                writer.write(line)
+            table = parquet.read_table(source)
+            keep = [row not in removed_lines for row in range(1, table.num_rows + 1)]
+            parquet.write_table(table.filter(arrow.array(keep, type=arrow.bool_())), temporary)
+        else:
+            opener = gzip.open if is_gzip(source) else open
+            with opener(source, "rb") as reader, opener(temporary, "wb") as writer:
+                for line_number, line in enumerate(reader, start=1):
+                    if line_number not in removed_lines:
+                        writer.write(line)
     return target
+
+
+def clean_path(train_file: str | Path, out_dir: str | Path) -> Path:
+    """Where ``write_clean`` puts the cleaned copy of ``train_file``: ``out_dir`` under the same name."""
+    return Path(out_dir) / Path(train_file).name

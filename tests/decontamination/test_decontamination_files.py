@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 
 import pyarrow
 import pyarrow.parquet as parquet
@@ -127,3 +128,28 @@ def test_write_clean_refuses_to_overwrite_its_input(files):
     with pytest.raises(DataError, match="would overwrite its input"):
         decontaminate_files([train_file], [eval_file], clean_dir=tmp_path, progress=False)
     assert len(train_file.read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("outputs, refusal", [
+    (["--report", "{train}"], "--report .*train.jsonl is the --train file"),
+    (["--report", "{eval}"], "--report .*gsm.jsonl is the --eval file"),
+    (["--write-clean", "{dir}"], "--write-clean .*train.jsonl is the --train file"),
+    (["--write-clean", "{dir}/clean", "--report", "{dir}/clean/train.jsonl"], "--report .* is also the cleaned copy"),
+    (["--write-clean", "{dir}/clean", "--train", "{dir}/other/train.jsonl"], "would both be written to"),
+])
+def test_cli_refuses_outputs_that_are_its_inputs_before_any_work(files, capsys, outputs, refusal):
+    """``--report train.jsonl`` used to replace the training file with the TSV (exit 0)."""
+    tmp_path, eval_file, records = files
+    train_file = write_jsonl(tmp_path / "train.jsonl", records)
+    (tmp_path / "other").mkdir()
+    write_jsonl(tmp_path / "other" / "train.jsonl", records)
+    before = {path: path.read_bytes() for path in (train_file, eval_file, tmp_path / "other" / "train.jsonl")}
+    named = [part.format(train=train_file, eval=eval_file, dir=tmp_path) for part in outputs]
+    extra_train = named[named.index("--train") + 1:] if "--train" in named else []
+    named = named[: named.index("--train")] if "--train" in named else named
+    exit_code = main(["decontaminate", "--train", str(train_file), *extra_train, "--eval", str(eval_file),
+                      "--no-progress", *named])
+    assert exit_code == 1
+    assert re.search(refusal, capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in before} == before
+    assert not (tmp_path / "clean").exists()

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import yaml
 
+from data_pipeline.atomic_files import atomic_output
 from data_pipeline.config import DataConfig
 from data_pipeline.examples import IGNORE_INDEX, ExampleEncoder, TokenizedExample
 from data_pipeline.pipeline import mixed_records, resolve_kind
 from data_pipeline.tokenizer import load_tokenizer
 from tulu_jax.config import apply_overrides, from_dict
 from tulu_jax.errors import ConfigError
-from tulu_jax.jsonl import atomic_output, refuse_overwriting_inputs
+from tulu_jax.jsonl import refuse_overwriting_inputs
 
 NAME = "data"
 HELP = "inspect a config's data: `data preview` prints rendered examples with trained tokens marked"

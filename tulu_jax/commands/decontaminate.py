@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_pipeline.decontaminate import decontaminate_files, format_table, write_matches_tsv
 
+    refuse_writing_over_inputs(args)
     report = decontaminate_files(
         args.train,
         args.eval,
@@ -62,3 +63,27 @@ def run(args: argparse.Namespace) -> int:
     if args.write_clean:
         print(f"cleaned training files written to {args.write_clean}")
     return 0
+
+
+def refuse_writing_over_inputs(args: argparse.Namespace) -> None:
+    """Before any work: ``--report`` and each cleaned copy must be none of the input files (nor two copies
+    one file)."""
+    from pathlib import Path
+
+    from data_pipeline.decontaminate.report import clean_path
+    from tulu_jax.errors import DataError
+    from tulu_jax.jsonl import refuse_overwriting_inputs
+
+    inputs = [("--train file", Path(name)) for name in args.train] + [("--eval file", Path(name)) for name in args.eval]
+    refuse_overwriting_inputs(Path(args.report) if args.report else None, inputs, "--report")
+    if args.write_clean:
+        copies: dict[Path, str] = {}
+        for name in args.train:
+            target = clean_path(name, args.write_clean)
+            refuse_overwriting_inputs(target, inputs, "--write-clean")
+            if args.report and target.resolve() == Path(args.report).resolve():
+                raise DataError(f"--report {args.report} is also the cleaned copy of {name}; choose another --report")
+            if target.resolve() in copies:
+                raise DataError(f"--write-clean: {copies[target.resolve()]} and {name} would both be written to "
+                                f"{target}; give training files distinct names")
+            copies[target.resolve()] = name

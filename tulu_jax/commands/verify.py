@@ -10,8 +10,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from data_pipeline.atomic_files import atomic_output
 from tulu_jax.errors import DataError, TuluError
-from tulu_jax.jsonl import atomic_output, decode_line, parse_object, refuse_overwriting_inputs
+from tulu_jax.jsonl import decode_line, parse_object, refuse_overwriting_inputs
 
 NAME = "verify"
 HELP = "score responses in a JSONL file with the GSM8K / MATH / IFEval verifiers"
