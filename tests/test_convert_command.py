@@ -50,3 +50,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "no checkpoint directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert", "--to-hf", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("layout", ["same", "parent"])
+def test_to_hf_that_is_or_holds_the_source_is_refused_even_with_overwrite(tmp_path, capsys, layout):
+    """``--to-hf`` replaces its directory whole; with ``parent`` the old code deleted the source it had read."""
+    source = tmp_path / "out" / "model"
+    save_random_hf_llama(source)
+    before = {path.name: path.read_bytes() for path in source.iterdir()}
+    target = source if layout == "same" else tmp_path / "out"
+    assert main(["convert", "--from-hf", str(source), "--to-hf", str(target), "--overwrite"]) == 1
+    assert "it reads; writing it would destroy the input" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in source.iterdir()} == before

@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     out = as_path(args.to_hf)
     if args.from_hf:
         source = as_path(args.from_hf)
-        if _same_place(source, out):
-            raise ConfigError("--to-hf must differ from --from-hf (the source is read while the output is written)")
+        _refuse_writing_over(out, "--from-hf", source)
         stored = SafetensorsIndex(source).tensors["model.embed_tokens.weight"].dtype
         config = read_hf_config(source).replace(param_dtype="bfloat16" if "bfloat16" in str(stored) else "float32")
         mesh = make_mesh(MeshConfig(), jax.devices())
@@ -58,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         from tulu_jax.hf.from_checkpoint import checkpoint_model
 
         source = as_path(args.checkpoint)
-        if _same_place(source, out) or _same_place(find_checkpoint_dir(source), out):
-            raise ConfigError("--to-hf must not be the run or checkpoint directory it reads")
+        _refuse_writing_over(out, "--checkpoint", source)
+        _refuse_writing_over(out, "--checkpoint", find_checkpoint_dir(source))
         config, params, run_config = checkpoint_model(args.checkpoint, args.step)
         tokenizer = args.tokenizer or run_config.get("data", {}).get("tokenizer")
+    if tokenizer:
+        _refuse_writing_over(out, "tokenizer", as_path(tokenizer))
     tokenizer_dir = as_path(tokenizer) if tokenizer and as_path(tokenizer).is_dir() else None
     if tokenizer_dir is not None and not any((tokenizer_dir / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
         tokenizer_dir = None
@@ -78,7 +79,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_place(first, second) -> bool:
-    if "://" in str(first) or "://" in str(second):
-        return str(first).rstrip("/") == str(second).rstrip("/")
-    return os.path.realpath(first) == os.path.realpath(second)
+def _refuse_writing_over(out, flag: str, source) -> None:
+    """``--to-hf`` replaces its directory whole: it must be neither ``source`` nor a directory holding it."""
+    target, place = _normal(out), _normal(source)
+    if place == target or place.startswith(target + "/"):
+        relation = "is" if place == target else "holds"
+        raise ConfigError(f"--to-hf {out} {relation} the {flag} {source} it reads; writing it would destroy the input. "
+                          "Choose another --to-hf")
+
+
+def _normal(path) -> str:
+    if "://" in str(path):
+        return str(path).rstrip("/")
+    return os.path.realpath(path)
