@@ -155,7 +155,9 @@ def decode_compiler_options() -> Optional[dict]:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(config, sampling, max_new_tokens, stop_ids, pad_id, return_logits, mesh):
+def compiled_sampler(config, sampling, max_new_tokens, stop_ids, pad_id, return_logits, mesh):
+    """The jitted whole-generation program (prefill and decode loop) for these static settings, cached; the
+    one ``generate`` runs, RLVR's rollout calls on the global mesh and the planner lowers."""
     function = functools.partial(
         _generate,
         config=config,
@@ -209,7 +211,7 @@ def generate(
             f"prompt length {prompt_ids.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds the model's "
             f"max_position_embeddings {config.max_position_embeddings}; shorten prompts or generate fewer tokens"
         )
-    function = _compiled(
+    function = compiled_sampler(
         config, sampling, int(max_new_tokens), tuple(sorted({int(t) for t in stop_ids})), int(pad_id), return_logits, mesh
     )
     if mesh is None:

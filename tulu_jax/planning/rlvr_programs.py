@@ -3,7 +3,7 @@
 
 The learner comes from the stage's own builder, ``stages.rlvr.stage.build_rlvr_learner(config, mesh,
 model)``, the one ``RLVR`` trains with. The sampler is the generation engine's jitted program
-(``generation.sampler._compiled``), the one ``stages.rlvr.rollout.Sampler.sample`` calls, lowered with the
+(``generation.sampler.compiled_sampler``), the one ``stages.rlvr.rollout.Sampler.sample`` calls, lowered with the
 policy params as the train state holds them.
 """
 
@@ -23,7 +23,7 @@ SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
 
 def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     from tulu_jax.generation import SamplingConfig
-    from tulu_jax.generation.sampler import _compiled, param_shardings
+    from tulu_jax.generation.sampler import compiled_sampler, param_shardings
     from tulu_jax.stages.rlvr.rollout import RolloutBatch
     from tulu_jax.stages.rlvr.stage import build_rlvr_learner
 
@@ -48,7 +48,7 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     # 1. The sampler, on the policy params as they sit in the train state.
     sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
     stop_ids = tuple(sorted(set(model.eos_token_ids)))
-    sampler = _compiled(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
+    sampler = compiled_sampler(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
     sampler_inputs = (
         abstract(shapes["policy"], param_shardings(model, mesh)),
         array((rows, prompt), jnp.int32, by_rows_columns),

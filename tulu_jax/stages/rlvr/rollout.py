@@ -25,7 +25,7 @@ from tulu_jax.errors import DataError, TuluError
 from tulu_jax.generation import SamplingConfig
 from tulu_jax.generation.evaluate import dataset_label
 from tulu_jax.generation.prompts import decode_response
-from tulu_jax.generation.sampler import _compiled as compiled_sampler
+from tulu_jax.generation.sampler import compiled_sampler
 from tulu_jax.models import LlamaConfig
 
 
