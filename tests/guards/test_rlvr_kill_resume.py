@@ -112,3 +112,11 @@ def test_the_rerun_logs_each_step_once_with_the_uninterrupted_values(runs):
 
 def test_no_half_written_export_is_left_beside_the_output(runs):
     assert sorted(p.name for p in runs["killed"].iterdir() if p.name.startswith(".hf")) == []
+
+
+def test_convert_exports_the_kept_policy_from_its_checkpoint_step(runs, tmp_path):
+    """``tulu-jax convert --checkpoint <run>/best`` reads the kept policy: the bytes the stage exported."""
+    converted = tmp_path / "best_hf"
+    finish(["convert", "--checkpoint", str(runs["straight"] / "best"), "--to-hf", str(converted)],
+           launch.environment(1), TIMEOUT)
+    assert_same_weights(converted, runs["straight"] / "hf")

@@ -47,20 +47,37 @@ def checkpoint_model(path: str | os.PathLike, step: Optional[int] = None) -> tup
         handler = ocp.StandardCheckpointHandler()
         saved = handler.metadata(directory / str(step) / "state").tree  # shapes and dtypes, no array read
         handler.close()
-        saved_params = saved["params"] if isinstance(saved, dict) else saved.params
-        nested = isinstance(saved_params, dict) and "policy" in saved_params  # an RLVR state: policy and value
-        leaf = jax.tree.leaves(saved_params["policy"] if nested else saved_params)[0]
+        where = _params_path(saved, f"{directory}/{step}")
+        leaf = jax.tree.leaves(_subtree(saved, where))[0]
         config = config.replace(param_dtype="bfloat16" if "bfloat16" in str(leaf.dtype) else "float32")
         mesh = make_mesh(MeshConfig(), jax.devices())
         shardings = tree_shardings(mesh, param_logical_axes(config), param_shapes(config))
         abstract = jax.tree.map(lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
                                 param_shapes(config), shardings)
-        item = {"params": {"policy": abstract} if nested else abstract}
+        item = abstract
+        for key in reversed(where):
+            item = {key: item}
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True)))
-    params = restored.state["params"]
-    params = params["policy"] if nested else params
+    params = _subtree(restored.state, where)
     check_finite(params, f"checkpoint {directory}/{step}")  # a diverged or damaged step is never exported
-    # The fingerprints are per leaf path ("params.…"), so the params subset is checked on its own.
+    # The fingerprints are per leaf path ("params.…", "policy.…"), so the params subset is checked on its own.
     check_fingerprints(restored.state, side_items.get("fingerprints"), f"checkpoint {directory}/{step}")
     return config, params, run_config
+
+
+def _params_path(saved: Any, where: str) -> tuple[str, ...]:
+    """Where the model's params sit in a saved state: a stage's train state (``params``), an RLVR train state
+    (``params.policy``; the value model beside it is not read) or RLVR's kept best policy (``policy``)."""
+    tree = saved if isinstance(saved, dict) else {"params": saved.params}
+    if "params" in tree:
+        return ("params", "policy") if isinstance(tree["params"], dict) and "policy" in tree["params"] else ("params",)
+    if "policy" in tree:
+        return ("policy",)
+    raise CheckpointError(f"{where}: the saved state holds no model params (no 'params' or 'policy')")
+
+
+def _subtree(tree: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        tree = tree[key] if isinstance(tree, dict) else getattr(tree, key)
+    return tree
