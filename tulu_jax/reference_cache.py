@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from data_pipeline.paths import as_path
+from data_pipeline.paths import as_path, is_remote
 from tulu_jax.errors import CheckpointError
 
 CACHE_FORMAT = 1
@@ -72,7 +72,13 @@ def weights_identity(path: str | os.PathLike) -> dict[str, Any]:
 
 def _files_under(directory: epath.Path) -> list[epath.Path]:
     """Every file below ``directory``, sorted (epath has no recursive glob on remote storage)."""
-    return sorted(epath.Path(root) / name for root, _, names in directory.walk() for name in names)
+    if not is_remote(directory):
+        return sorted(epath.Path(root) / name for root, _, names in directory.walk() for name in names)
+    # epath's fsspec walk (gs://…) yields its roots without the scheme ("bucket/run/hf"): put them back under
+    # ``directory``, or every file would read as a local path.
+    top = str(directory).split("://", 1)[1].rstrip("/")
+    return sorted(directory / str(root)[len(top):].lstrip("/") / name
+                  for root, _, names in directory.walk() for name in names)
 
 
 def cache_key(

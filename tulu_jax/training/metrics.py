@@ -15,8 +15,11 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 
-from data_pipeline.paths import as_path
+from data_pipeline.paths import as_path, is_remote
 from tulu_jax.errors import ConfigError
+
+# How often a remote metrics.jsonl is uploaded again (besides at rewind and close).
+REMOTE_UPLOAD_SECONDS = 30.0
 
 
 def _plain(value: Any) -> Any:
@@ -29,6 +32,32 @@ def _plain(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return value
+
+
+class _RemoteJsonl:
+    """``metrics.jsonl`` in an object store (gs://…), where an object cannot be appended to (gcsfs opens ``"a"``
+    as ``"w"``, which would erase the lines of the run being resumed) and nothing is visible before the upload.
+
+    It holds the whole file: the object's lines at opening, then what is written; ``flush`` uploads it again
+    when ``REMOTE_UPLOAD_SECONDS`` have passed since the last upload, ``flush(force=True)`` and ``close`` always.
+    An upload replaces the object whole, so a reader never sees a torn file.
+    """
+
+    def __init__(self, path):
+        self._path = path
+        self._text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._uploaded = -math.inf
+
+    def write(self, text: str) -> None:
+        self._text += text
+
+    def flush(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._uploaded >= REMOTE_UPLOAD_SECONDS:
+            self._path.write_text(self._text, encoding="utf-8")
+            self._uploaded = time.monotonic()
+
+    def close(self) -> None:
+        self.flush(force=True)
 
 
 class MetricsLogger:
@@ -44,7 +73,7 @@ class MetricsLogger:
             raise ConfigError(f"output_dir {output_dir} is a file, not a directory; choose another output_dir")
         output_dir.mkdir(parents=True, exist_ok=True)
         self._path = output_dir / "metrics.jsonl"
-        self._jsonl = self._path.open("a")
+        self._jsonl = self._open_jsonl()
         # Each start (a resume too) opens with where the run ran: a line without a step.
         self._jsonl.write(json.dumps({"process_count": jax.process_count(), "device_count": jax.device_count(),
                                       "local_device_count": jax.local_device_count()}) + "\n")
@@ -81,7 +110,10 @@ class MetricsLogger:
 
             start = Event(step=step + 1, session_log=SessionLog(status=SessionLog.START))
             self._tensorboard.file_writer.add_event(start)
-        self._jsonl.flush()
+        if isinstance(self._jsonl, _RemoteJsonl):
+            self._jsonl.flush(force=True)
+        else:
+            self._jsonl.flush()
         kept, dropped = [], 0
         for line in self._path.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
@@ -98,8 +130,11 @@ class MetricsLogger:
             temporary = self._path.with_name(self._path.name + ".tmp")
             temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             temporary.replace(self._path)
-            self._jsonl = self._path.open("a")
+            self._jsonl = self._open_jsonl()
         return dropped
+
+    def _open_jsonl(self):
+        return _RemoteJsonl(self._path) if is_remote(self._path) else self._path.open("a")
 
     def log(self, step: int, metrics: Mapping[str, Any], echo: bool = True) -> None:
         if not self.enabled:
