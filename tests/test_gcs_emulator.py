@@ -75,3 +75,21 @@ def test_sft_and_convert_on_gs_urls_export_what_local_paths_do(bucket, tmp_path)
         for name in reference:
             np.testing.assert_array_equal(ours[name], reference[name], err_msg=f"{export}: {name}")
     assert not (Path.cwd() / "gs:").exists()
+
+
+def test_metrics_on_gs_are_uploaded_whole_before_each_checkpoint_and_at_close(bucket):
+    """An object cannot be appended to: the file is uploaded whole, on ``sync`` (the loop's call before a
+    checkpoint save, so a resume finds the lines of the saved steps) and at close, not on every line."""
+    from data_pipeline.paths import as_path
+    from tulu_jax.training.metrics import MetricsLogger
+
+    output_dir = f"gs://{gcs_emulator.BUCKET}/metrics"
+    logger = MetricsLogger(output_dir, tensorboard=False)
+    stored = as_path(f"{output_dir}/metrics.jsonl")
+    logger.log(1, {"loss": 1.0}, echo=False)
+    assert '"step": 1' not in stored.read_text()  # within REMOTE_UPLOAD_SECONDS of the first upload
+    logger.sync()
+    assert stored.read_text().count('"step": 1') == 1
+    logger.log(2, {"loss": 2.0}, echo=False)
+    logger.close()
+    assert [line.count('"step"') for line in stored.read_text().splitlines()] == [0, 1, 1]

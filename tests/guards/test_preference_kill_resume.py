@@ -1,7 +1,8 @@
-"""``tulu-jax dpo`` and ``tulu-jax rm`` SIGKILLed after a checkpoint and rerun export an uninterrupted run's bytes.
+"""``tulu-jax rm`` (and ``dpo``) SIGKILLed after a checkpoint and rerun export an uninterrupted run's bytes.
 
-One process, as a user on one host launches it; the 2-process DPO case (a killed peer) is in
-``tests/tpu/test_multihost_stages.py``. The kill lands after checkpoint 4 of 12, so the rerun resumes from
+One process, as a user on one host launches it. ``make test`` runs the reward model here; DPO's kill in
+``make test`` is the 2-process one in ``tests/tpu/test_multihost_stages.py`` (a killed peer), and its
+one-process version here is marked ``slow``. The kill lands after checkpoint 4 of 12, so the rerun resumes from
 a saved step, replays the steps after it, and must end where the uninterrupted run ended.
 """
 
@@ -38,7 +39,7 @@ def inputs(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("stage", ["dpo", "rm"])
+@pytest.mark.parametrize("stage", [pytest.param("dpo", marks=pytest.mark.slow), "rm"])
 def test_a_killed_run_resumes_to_the_uninterrupted_export(stage, inputs):
     env = launch.environment(1)
     straight, killed = inputs / f"{stage}_straight", inputs / f"{stage}_killed"

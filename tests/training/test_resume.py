@@ -16,7 +16,7 @@ from tests.training.sft_data import make_run_inputs, tiny_overrides
 from tulu_jax.hf import read_checkpoint_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 40
+STEPS = 20
 
 
 def cli(inputs: Path, output_dir: Path, cache: Path, *extra: str) -> list[str]:

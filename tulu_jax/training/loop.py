@@ -184,6 +184,7 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
                 eval_metrics = spec.evaluate(state.params)
                 logger.log(step, {f"eval/{key}": value for key, value in eval_metrics.items()})
             if saves:
+                logger.sync()  # the lines of the saved steps are on storage before the checkpoint is
                 spec.checkpointer.save(step, state, batches.get_state(), spec.run_config, force=True)
     finally:
         if bar is not None:

@@ -110,10 +110,7 @@ class MetricsLogger:
 
             start = Event(step=step + 1, session_log=SessionLog(status=SessionLog.START))
             self._tensorboard.file_writer.add_event(start)
-        if isinstance(self._jsonl, _RemoteJsonl):
-            self._jsonl.flush(force=True)
-        else:
-            self._jsonl.flush()
+        self.sync()
         kept, dropped = [], 0
         for line in self._path.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
@@ -132,6 +129,17 @@ class MetricsLogger:
             temporary.replace(self._path)
             self._jsonl = self._open_jsonl()
         return dropped
+
+    def sync(self) -> None:
+        """Put every line logged so far on storage. The loop calls it before each checkpoint save, so a resume
+        from that checkpoint finds the lines of its steps (a remote file is otherwise uploaded at most every
+        ``REMOTE_UPLOAD_SECONDS``)."""
+        if not self.enabled:
+            return
+        if isinstance(self._jsonl, _RemoteJsonl):
+            self._jsonl.flush(force=True)
+        else:
+            self._jsonl.flush()
 
     def _open_jsonl(self):
         return _RemoteJsonl(self._path) if is_remote(self._path) else self._path.open("a")
