@@ -94,3 +94,11 @@ def test_output_dir_check_applies_to_any_config_with_one():
     assert from_dict(Run, {}).output_dir == "runs/x"
     with pytest.raises(ConfigError, match="output_dir is empty"):
         from_dict(Run, {"output_dir": "  "})
+
+
+def test_an_empty_model_source_is_refused_at_load():
+    """It used to pass load and data preparation and fail only when the model was looked for."""
+    from tulu_jax.stages.sft import SFTConfig
+
+    with pytest.raises(ConfigError, match=r"model: model.source is empty"):
+        load_config(SFTConfig, "configs/sft_tiny_cpu.yaml", ["model.source="])

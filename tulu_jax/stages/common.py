@@ -46,6 +46,11 @@ class ModelConfig:
     # grows to the tokenizer size rounded up to this multiple (128,264), new rows the mean of the old ones.
     resize_vocab_multiple: int = DEFAULT_MULTIPLE
 
+    def __post_init__(self) -> None:
+        if not str(self.source).strip():
+            raise ValueError("model.source is empty: give a preset name, a Hugging Face directory or an earlier "
+                             "stage's output_dir")
+
 
 def model_directory(source: str) -> Optional[epath.Path]:
     """The HF directory behind ``source`` (a local path or a URL such as ``gs://``), or None for a preset."""
