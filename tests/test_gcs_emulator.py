@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import gcs_emulator
-from tests.helpers.killed_runs import finish
+from tests.helpers.killed_runs import finish, kill_when, start
+from tests.helpers.pause_points import pause_environment
 from tests.tpu import launch
 from tests.training.sft_data import make_run_inputs
 from tulu_jax.hf import read_checkpoint_dir
@@ -93,3 +94,36 @@ def test_metrics_on_gs_are_uploaded_whole_before_each_checkpoint_and_at_close(bu
     logger.log(2, {"loss": 2.0}, echo=False)
     logger.close()
     assert [line.count('"step"') for line in stored.read_text().splitlines()] == [0, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_killed_sft_on_gs_resumes_to_the_uninterrupted_local_export(bucket, tmp_path):
+    """SIGKILL ``tulu-jax sft`` while it saves its second checkpoint (held there by a pause point after the
+    fingerprints of step 4, the first on the bucket whole); the same command resumes from gs:// (Orbax restore
+    through tensorstore, metrics rewound on the object store) and exports the local run's bytes."""
+    from data_pipeline.paths import as_path
+
+    local = tmp_path / "local"
+    make_run_inputs(local / "inputs")
+    gs = f"gs://{gcs_emulator.BUCKET}/killed"
+    for file in ["train.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]:
+        as_path(f"{gs}/inputs/{file}").write_bytes((local / "inputs" / file).read_bytes())
+    env = {**launch.environment(1), **bucket}
+    longer = ["training.max_steps=8", "training.epochs=20", "checkpoint.save_every=2", "checkpoint.async_save=false"]
+
+    finish(sft(str(local)) + longer, env, TIMEOUT)
+    paused_env, marker = pause_environment(tmp_path / "pause", "tulu_jax.checkpoint_fingerprint.fingerprints", env,
+                                           calls=2)
+    process = start(sft(gs) + longer, paused_env, tmp_path / "killed.log")
+    kill_when(process, marker.exists, "the second checkpoint save", TIMEOUT)
+    assert not as_path(f"{gs}/sft/hf").exists()
+    rerun = finish(sft(gs) + longer, env, TIMEOUT)
+    assert f"resumed from {gs}/sft/checkpoints/2" in rerun.stderr
+
+    ours = read_checkpoint_dir(download(f"{gs}/sft/hf", tmp_path / "downloaded"))
+    reference = read_checkpoint_dir(local / "sft" / "hf")
+    assert sorted(ours) == sorted(reference)
+    for name in reference:
+        assert ours[name].tobytes() == reference[name].tobytes(), name
+    steps = [line for line in as_path(f"{gs}/sft/metrics.jsonl").read_text().splitlines() if '"step"' in line]
+    assert len(steps) == len({line.split(",")[0] for line in steps})  # each logged step once
