@@ -43,6 +43,15 @@ def bucket(tmp_path, monkeypatch):
     gcsfs.GCSFileSystem.clear_instance_cache()
 
 
+def inputs_here_and_in_the_bucket(local: Path, url: str) -> None:
+    """The SFT inputs under ``local/inputs`` and the same files under ``url/inputs``."""
+    from data_pipeline.paths import as_path
+
+    make_run_inputs(local / "inputs")
+    for file in ["train.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]:
+        as_path(f"{url}/inputs/{file}").write_bytes((local / "inputs" / file).read_bytes())
+
+
 def download(url: str, directory: Path) -> Path:
     from data_pipeline.paths import as_path
 
@@ -56,11 +65,8 @@ def test_sft_and_convert_on_gs_urls_export_what_local_paths_do(bucket, tmp_path)
     from data_pipeline.paths import as_path
     from tulu_jax.reference_cache import weights_identity
 
-    local = tmp_path / "local"
-    make_run_inputs(local / "inputs")
-    gs = f"gs://{gcs_emulator.BUCKET}/run"
-    for file in ["train.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]:
-        as_path(f"{gs}/inputs/{file}").write_bytes((local / "inputs" / file).read_bytes())
+    local, gs = tmp_path / "local", f"gs://{gcs_emulator.BUCKET}/run"
+    inputs_here_and_in_the_bucket(local, gs)
     env = {**launch.environment(1), **bucket}
 
     finish(sft(gs), env, TIMEOUT)
@@ -103,11 +109,8 @@ def test_a_killed_sft_on_gs_resumes_to_the_uninterrupted_local_export(bucket, tm
     through tensorstore, metrics rewound on the object store) and exports the local run's bytes."""
     from data_pipeline.paths import as_path
 
-    local = tmp_path / "local"
-    make_run_inputs(local / "inputs")
-    gs = f"gs://{gcs_emulator.BUCKET}/killed"
-    for file in ["train.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]:
-        as_path(f"{gs}/inputs/{file}").write_bytes((local / "inputs" / file).read_bytes())
+    local, gs = tmp_path / "local", f"gs://{gcs_emulator.BUCKET}/killed"
+    inputs_here_and_in_the_bucket(local, gs)
     env = {**launch.environment(1), **bucket}
     longer = ["training.max_steps=8", "training.epochs=20", "checkpoint.save_every=2", "checkpoint.async_save=false"]
 
