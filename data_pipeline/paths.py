@@ -25,3 +25,20 @@ def as_path(location: str | os.PathLike) -> epath.Path:
 def is_remote(path: str | os.PathLike) -> bool:
     """True for object-store URLs (``gs://``…), which have no local file behind them."""
     return "://" in os.fspath(as_path(path))
+
+
+def same_location(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """True when both name one place (compared as ``same_or_within`` compares)."""
+    return _comparable(first) == _comparable(second)
+
+
+def same_or_within(location: str | os.PathLike, place: str | os.PathLike) -> bool:
+    """True when ``location`` is ``place`` or lies below it: local paths compared with links resolved,
+    ``file://`` as the local path, object-store URLs as written (a trailing ``/`` aside)."""
+    inner, outer = _comparable(location), _comparable(place)
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _comparable(location: str | os.PathLike) -> str:
+    path = os.fspath(as_path(location))
+    return path.rstrip("/") if "://" in path else os.path.realpath(path)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from tulu_jax.errors import ConfigError
 
@@ -81,14 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _refuse_writing_over(out, flag: str, source) -> None:
     """``--to-hf`` replaces its directory whole: it must be neither ``source`` nor a directory holding it."""
-    target, place = _normal(out), _normal(source)
-    if place == target or place.startswith(target + "/"):
-        relation = "is" if place == target else "holds"
+    from data_pipeline.paths import same_location, same_or_within
+
+    if same_or_within(source, out):
+        relation = "is" if same_location(source, out) else "holds"
         raise ConfigError(f"--to-hf {out} {relation} the {flag} {source} it reads; writing it would destroy the input. "
                           "Choose another --to-hf")
-
-
-def _normal(path) -> str:
-    if "://" in str(path):
-        return str(path).rstrip("/")
-    return os.path.realpath(path)

@@ -7,9 +7,9 @@ were DPO's and export over the very model it started from. Inputs elsewhere unde
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator
 
+from data_pipeline.paths import as_path, same_location, same_or_within
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import PRESETS
 
@@ -20,11 +20,9 @@ WRITTEN = ("hf", "checkpoints", "best", "reward_model", "reference_logps", "tens
 def check_inputs_outside_outputs(config: Any) -> None:
     """Raise ``ConfigError`` naming the key when an input of ``config`` is ``output_dir`` or lies in what the
     stage writes there."""
-    output_dir = _normal(config.output_dir)
-    written = [f"{output_dir}/{name}" for name in WRITTEN]
+    output_dir = as_path(config.output_dir)
     for key, path in _inputs(config):
-        place = _normal(path)
-        if place == output_dir or any(place == entry or place.startswith(entry + "/") for entry in written):
+        if same_location(path, output_dir) or any(same_or_within(path, output_dir / name) for name in WRITTEN):
             raise ConfigError(
                 f"{key} {path} lies in output_dir {config.output_dir}, where this stage writes its checkpoints and "
                 "export; it would train from and then overwrite its own input. Choose another output_dir"
@@ -46,10 +44,3 @@ def _inputs(config: Any) -> Iterator[tuple[str, str]]:
             for index, source in enumerate(getattr(data, key, ())):
                 yield f"data.{key}[{index}].path", source.path
 
-
-def _normal(path: str) -> str:
-    """URLs compared as written (without a trailing slash); local paths with links resolved."""
-    text = str(path)
-    if "://" in text and not text.startswith("file://"):
-        return text.rstrip("/")
-    return os.path.realpath(text.removeprefix("file://"))
