@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers.killed_runs import assert_same_weights
 from tests.stages.rlvr_fixtures import toy_config
 from tests.stages.rlvr_toy_task import ToyTokenizer, toy_prompts
 from tulu_jax.errors import CheckpointError
-from tulu_jax.hf import read_checkpoint_dir
 from tulu_jax.stages.rlvr import run_rlvr
 
 
@@ -43,10 +43,7 @@ def test_resume_mid_run_equals_uninterrupted_run(tmp_path):
 
     assert train_metrics(tmp_path / "straight") == train_metrics(tmp_path / "resumed")
     assert [step for step, _, _ in train_metrics(tmp_path / "resumed")] == [1, 2, 3]
-    ours, theirs = read_checkpoint_dir(tmp_path / "straight" / "hf"), read_checkpoint_dir(tmp_path / "resumed" / "hf")
-    assert sorted(ours) == sorted(theirs)
-    for name in ours:
-        assert ours[name].tobytes() == theirs[name].tobytes(), name
+    assert_same_weights(tmp_path / "resumed" / "hf", tmp_path / "straight" / "hf")
     assert (tmp_path / "resumed" / "config.yaml").is_file()
 
 

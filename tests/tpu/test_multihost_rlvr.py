@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.helpers.killed_runs import assert_same_weights
 from tests.helpers.rlvr_inputs import make_rlvr_inputs, rlvr_input_arguments
 from tests.tpu import launch
 from tulu_jax.hf import read_checkpoint_dir
@@ -118,10 +119,7 @@ def test_a_killed_ppo_run_resumes_to_the_same_export(workspace, ppo_runs):
     rerun = launch.run(arguments, 2, 4, workspace / "logs" / "ppo_rerun", timeout=TIMEOUT)
     assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
     assert "resumed from" in rerun.stderr[0]
-    ours, reference = read_checkpoint_dir(output_dir / "hf"), read_checkpoint_dir(uninterrupted / "hf")
-    assert sorted(ours) == sorted(reference)
-    for name in ours:
-        assert ours[name].tobytes() == reference[name].tobytes(), name
+    assert_same_weights(output_dir / "hf", uninterrupted / "hf")
 
 
 def test_convert_exports_an_rlvr_checkpoint_as_the_stage_exported_it(workspace, ppo_runs):
@@ -132,7 +130,4 @@ def test_convert_exports_an_rlvr_checkpoint_as_the_stage_exported_it(workspace, 
     result = launch.run(["convert", "--checkpoint", str(single), "--to-hf", str(converted)], 1, 8,
                         workspace / "logs" / "ppo_convert", timeout=TIMEOUT)
     assert result.returncodes == [0], result.stderr[0][-3000:]
-    ours, stage = read_checkpoint_dir(converted), read_checkpoint_dir(single / "hf")
-    assert sorted(ours) == sorted(stage)
-    for name in stage:
-        assert ours[name].tobytes() == stage[name].tobytes(), name
+    assert_same_weights(converted, single / "hf")

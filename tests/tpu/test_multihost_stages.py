@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.helpers.killed_runs import assert_same_weights
 from tests.helpers.tiny_tokenizer import build_tiny_tokenizer
 from tests.stages.preference_fixtures import write_pairs
 from tests.tpu import launch
@@ -151,7 +152,4 @@ def test_a_killed_process_stops_its_peer_and_both_resume_to_the_same_export(work
     rerun = launch.run(arguments, 2, 4, workspace / "logs" / "dpo_rerun", timeout=TIMEOUT)
     assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
     assert "resumed from" in rerun.stderr[0]
-    ours, reference = read_checkpoint_dir(output_dir / "hf"), read_checkpoint_dir(uninterrupted / "hf")
-    assert sorted(ours) == sorted(reference)
-    for name in ours:
-        assert ours[name].tobytes() == reference[name].tobytes(), name
+    assert_same_weights(output_dir / "hf", uninterrupted / "hf")
