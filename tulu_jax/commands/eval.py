@@ -49,6 +49,7 @@ def run(args) -> int:
         model.params, model.config, model.tokenizer, [record for _, record in entries],
         n_samples=args.n_samples, sampling=sampling, max_new_tokens=args.max_new_tokens,
         batch_size=batch_size, seed=args.seed, mesh=mesh, add_bos=args.add_bos,
+        chat_template=args.chat_template,
     )
     write_jsonl(out, result["records"])
     print(format_summary(result))

@@ -1,6 +1,7 @@
 """``tulu-jax generate``: responses from a checkpoint for one prompt or a JSONL file of conversations.
 
-Prompts are rendered with the Tülu chat template and end with ``<|assistant|>\\n``. Input lines carry
+Prompts are rendered with the tokenizer's own chat template when it has one, else the Tülu template
+(``--chat-template`` chooses), and end with the template's generation prompt. Input lines carry
 ``messages`` (a trailing assistant turn is dropped) or ``prompt``; output lines are the input plus
 ``response`` and ``stopped`` (false when cut by ``--max-new-tokens``).
 """
@@ -13,7 +14,7 @@ from tulu_jax.errors import ConfigError
 
 NAME = "generate"
 USES_DEVICES = True
-HELP = "generate responses with the Tülu chat template from a checkpoint"
+HELP = "generate responses from a checkpoint with its own (or the Tülu) chat template"
 
 
 def add_arguments(parser) -> None:
@@ -44,7 +45,7 @@ def run(args) -> int:
     else:
         entries = read_jsonl(args.input)
     model = load_model_for_inference(args.checkpoint, compute_dtype=args.dtype)
-    prompts = [encode_prompt(model.tokenizer, record_messages(record, where), args.add_bos) for where, record in entries]
+    prompts = [encode_prompt(model.tokenizer, record_messages(record, where), args.add_bos, args.chat_template) for where, record in entries]
     mesh, batch_size = inference_mesh_and_batch(args.batch_size)
     completions = complete(
         model.params, model.config, model.tokenizer, prompts,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 
+from data_pipeline.chat_template import CHAT_TEMPLATE_CHOICES
 from tulu_jax import sharding
 from tulu_jax.generation.sampling import SamplingConfig
 
@@ -19,6 +20,10 @@ def add_model_and_sampling_arguments(parser, *, max_new_tokens: int, temperature
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default 8)")
     parser.add_argument("--add-bos", action="store_true", help="prepend the tokenizer's BOS (the Tülu template has none)")
+    parser.add_argument(
+        "--chat-template", choices=CHAT_TEMPLATE_CHOICES, default=None,
+        help="render prompts with the tokenizer's own template or Tülu's (default: the tokenizer's when it has one)",
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
 
 

@@ -106,11 +106,13 @@ def evaluate(
     seed: int = 0,
     mesh: Optional[Mesh] = None,
     add_bos: bool = False,
+    chat_template: Optional[str] = None,
 ) -> dict:
     """Generate ``n_samples`` responses per record, score them, and return the summary plus the generations.
 
     The result is ``summarize(...)`` with ``"records"`` added: each input record with ``generations``,
     ``scores`` and ``stopped`` lists. Sampling defaults to greedy for one sample and temperature 1 otherwise.
+    Prompts use ``chat_template`` (``tokenizer`` or ``tulu``; None: the tokenizer's own when it has one).
     """
     if n_samples < 1:
         raise DataError(f"n_samples must be at least 1, got {n_samples}")
@@ -121,7 +123,7 @@ def evaluate(
     if sampling is None:
         sampling = SamplingConfig(temperature=0.0 if n_samples == 1 else 1.0)
     prompts = [
-        encode_prompt(tokenizer, record_messages(record, f"record {number}"), add_bos)
+        encode_prompt(tokenizer, record_messages(record, f"record {number}"), add_bos, chat_template)
         for number, record in enumerate(records, start=1)
     ]
     repeated = [prompt for prompt in prompts for _ in range(n_samples)]

@@ -1,4 +1,8 @@
-"""From conversations to left-padded prompt batches: the Tülu template, tokenization, length buckets.
+"""From conversations to left-padded prompt batches: the chat template, tokenization, length buckets.
+
+A prompt is rendered with the tokenizer's own chat template when it has one, else the Tülu template (or the
+one asked for), and tokenized segment by segment exactly as training tokenizes the same conversation
+(``data_pipeline.examples``), so the ids a model is prompted with are the ids it was trained on.
 
 The sampler compiles once per prompt-length shape, so prompt lengths are rounded up to a bucket: powers of
 two from 16 to 512, then multiples of 512. Left padding makes the extra columns free of meaning (they are
@@ -12,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from data_pipeline.chat_template import render_tulu
+from data_pipeline.chat_template import conversation_segments, resolve_chat_template
 from tulu_jax.errors import DataError
 
 MIN_BUCKET = 16
@@ -54,11 +58,6 @@ def left_pad(
     return ids, mask
 
 
-def chat_prompt_text(messages: Sequence[dict], eos_token: str) -> str:
-    """The Tülu-template text of ``messages`` ending with the generation prompt ``<|assistant|>\\n``."""
-    return render_tulu(list(messages), eos_token, add_generation_prompt=True)
-
-
 def record_messages(record: dict, where: str) -> list[dict]:
     """The prompt messages of a JSONL record: its ``messages`` (a trailing assistant turn is dropped) or ``prompt``."""
     if "messages" in record:
@@ -80,11 +79,18 @@ def record_messages(record: dict, where: str) -> list[dict]:
     raise DataError(f"{where}: the record needs 'messages' (a list of turns) or 'prompt' (a string)")
 
 
-def encode_prompt(tokenizer, messages: Sequence[dict], add_bos: bool = False) -> list[int]:
-    """Token ids of the templated prompt (BOS prepended only when asked: the Tülu template has none)."""
-    ids = tokenizer.encode(chat_prompt_text(messages, tokenizer.eos_token))
-    if add_bos and tokenizer.bos_id is not None:
-        ids = [tokenizer.bos_id, *ids]
+def encode_prompt(
+    tokenizer, messages: Sequence[dict], add_bos: bool = False, chat_template: Optional[str] = None
+) -> list[int]:
+    """Token ids of the prompt ending with the template's generation prompt, as training tokenizes it.
+
+    ``chat_template`` is ``tokenizer`` or ``tulu``; None picks the tokenizer's own template when it has one.
+    BOS is prepended only when asked (the Tülu template has none)."""
+    template = resolve_chat_template(chat_template, tokenizer)
+    ids = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
+    for segment in conversation_segments(tokenizer, template, messages, add_generation_prompt=True,
+                                         train_on="last_assistant"):
+        ids.extend([tokenizer.eos_id] if segment.is_eos else tokenizer.encode(segment.text))
     return ids
 
 
