@@ -1,8 +1,14 @@
-"""The device mesh and the one table that maps logical axis names to mesh axes.
+"""The device mesh and the one table that maps logical axis names to mesh axes, per role.
 
 Changing a parallelism strategy is an edit of ``LOGICAL_AXIS_RULES``, not of the model. Parameters,
 optimizer state and activations all take their shardings from it. A dimension whose size the mesh axes do
 not divide is replicated instead (say, 8 KV heads over a tensor axis of 16) and reported by ``describe``.
+
+Two roles read the table. ``train`` is the table as written: weights split over fsdp (and tensor), the
+batch over data×fsdp. ``sample`` is the layout a decoder wants, where every weight a decode matmul reads
+is resident: on a sampling mesh (``sampling_mesh``: the same devices as groups of ``tensor`` chips), the
+weights are split over tensor only and replicated across groups, and each group decodes its own rows
+(``rollout_group`` over data×fsdp). ``SAMPLING_OVERRIDES`` is the whole difference between the two.
 """
 
 from __future__ import annotations
@@ -36,6 +42,26 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("act_embed", None),
     ("act_mlp", "tensor"),
 )
+
+# The sample role: what changes from the table above. No weight dim over fsdp, so a decode step never
+# gathers one; rows are split by rollout group, and within a group a row is never split.
+SAMPLING_OVERRIDES: tuple[tuple[str, Any], ...] = (
+    ("embed", None),
+    ("batch", None),
+    ("rollout_group", ("data", "fsdp")),
+)
+ROLES = ("train", "sample")
+
+
+def axis_rules(role: str = "train") -> tuple[tuple[str, Any], ...]:
+    """The logical-axis rules of a role: ``train`` is ``LOGICAL_AXIS_RULES``; ``sample`` applies the overrides."""
+    if role not in ROLES:
+        raise ValueError(f"unknown sharding role {role!r}; roles: {ROLES}")
+    if role == "train":
+        return LOGICAL_AXIS_RULES
+    overrides = dict(SAMPLING_OVERRIDES)
+    rules = tuple((name, overrides.get(name, target)) for name, target in LOGICAL_AXIS_RULES)
+    return rules + tuple((name, target) for name, target in SAMPLING_OVERRIDES if name not in dict(rules))
 
 
 @dataclass(frozen=True)
@@ -81,9 +107,10 @@ def make_mesh(config: MeshConfig, devices: Optional[Sequence[jax.Device]] = None
     return Mesh(device_grid, MESH_AXES)
 
 
-def mesh_spec(logical: Sequence[Optional[str]], shape: Optional[Sequence[int]] = None, mesh: Optional[Mesh] = None) -> PartitionSpec:
+def mesh_spec(logical: Sequence[Optional[str]], shape: Optional[Sequence[int]] = None, mesh: Optional[Mesh] = None,
+              role: str = "train") -> PartitionSpec:
     """The mesh ``PartitionSpec`` for logical axis names; with ``shape`` and ``mesh``, undividable dims replicate."""
-    rules = dict(LOGICAL_AXIS_RULES)
+    rules = dict(axis_rules(role))
     used: set[str] = set()
     spec = []
     for index, name in enumerate(logical):
@@ -99,10 +126,10 @@ def mesh_spec(logical: Sequence[Optional[str]], shape: Optional[Sequence[int]] =
     return PartitionSpec(*spec)
 
 
-def tree_shardings(mesh: Mesh, logical_axes: Any, shapes: Any) -> Any:
+def tree_shardings(mesh: Mesh, logical_axes: Any, shapes: Any, role: str = "train") -> Any:
     """``NamedSharding``s for a pytree, from its logical ``PartitionSpec`` leaves and its shapes."""
     return jax.tree.map(
-        lambda logical, shaped: NamedSharding(mesh, mesh_spec(tuple(logical), shaped.shape, mesh)),
+        lambda logical, shaped: NamedSharding(mesh, mesh_spec(tuple(logical), shaped.shape, mesh, role)),
         logical_axes,
         shapes,
         is_leaf=lambda leaf: isinstance(leaf, PartitionSpec),
@@ -132,10 +159,23 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch size")
 
 
 @contextlib.contextmanager
-def activate(mesh: Mesh) -> Iterator[Mesh]:
-    """Trace under this mesh and the logical rules, so activation constraints in the model take effect."""
-    with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+def activate(mesh: Mesh, role: str = "train") -> Iterator[Mesh]:
+    """Trace under this mesh and a role's logical rules, so activation constraints in the model take effect."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(axis_rules(role)):
         yield mesh
+
+
+def sampling_mesh(mesh: Mesh, group_size: int) -> Mesh:
+    """The same devices as groups of ``group_size`` chips: ``(data = devices / group, fsdp = 1, tensor = group)``.
+
+    The devices keep their order, so a program may take arguments on ``mesh`` and return them on the
+    sampling mesh (one device assignment). Consecutive devices of the training mesh form a group: its
+    tensor axis is innermost there, so a group of at least ``tensor`` chips holds whole tensor groups.
+    """
+    devices = mesh.devices.reshape(-1)
+    if group_size < 1 or devices.size % group_size:
+        raise MeshError(f"sampling group of {group_size} chips does not divide the {devices.size} devices")
+    return Mesh(devices.reshape(devices.size // group_size, 1, group_size), MESH_AXES)
 
 
 def describe(mesh: Mesh, shardings: Any) -> str:

@@ -9,7 +9,8 @@ Callers bucket the prompt length (``tulu_jax.generation.prompts.bucket_length``)
 
 A row stops after emitting any token of ``stop_ids`` (that token is kept and counted in its length); after
 it stops its tokens are ``pad_id`` and its log-probs 0. The loop ends when every row has stopped or after
-``max_new_tokens`` steps. Sampling is deterministic for a key: step ``t`` uses ``fold_in(key, t)``.
+``max_new_tokens`` steps. Sampling is deterministic for a key: token ``t`` of row ``r`` is drawn with
+``sampling.token_keys(key, r, t)``, as the continuous-batching sampler draws it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from jax.sharding import Mesh, NamedSharding
 
 from tulu_jax import sharding
 from tulu_jax.errors import ConfigError
-from tulu_jax.generation.sampling import SamplingConfig, choose_tokens
+from tulu_jax.generation import continuous, sampling_layout
+from tulu_jax.generation.continuous import DecodeSlots
+from tulu_jax.generation.sampling import SamplingConfig, choose_row_tokens, token_keys
 from tulu_jax.models import Llama, LlamaConfig, init_cache, param_logical_axes
 from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
 
@@ -102,7 +105,7 @@ def _generate(
 
     def one_token(state):
         step = state["step"]
-        tokens, logprobs = choose_tokens(state["next_logits"], sampling, jax.random.fold_in(key, step))
+        tokens, logprobs = choose_row_tokens(state["next_logits"], sampling, token_keys(key, jnp.arange(batch), step))
         active = ~state["stopped"]
         tokens = jnp.where(active, tokens, pad_id)
         logprobs = jnp.where(active, logprobs, 0.0)
@@ -193,11 +196,15 @@ def generate(
     pad_id: int = 0,
     mesh: Optional[Mesh] = None,
     return_logits: bool = False,
+    decode: Optional[DecodeSlots] = None,
+    sampling_group: int = 0,
 ) -> GenerationOutput:
     """Generate up to ``max_new_tokens`` per left-padded prompt row (see the module docstring for the contract).
 
-    With ``mesh``, the batch is split over (data, fsdp) and the params follow the logical-axis rules; the
-    batch size must be a multiple of data×fsdp.
+    Runs the continuous-batching sampler (``generation.continuous``) on the params copied into the sampling
+    layout (``generation.sampling_layout``; with ``mesh``, groups of ``sampling_group`` chips, 0: chosen from
+    the model and the free HBM). The batch size must be a multiple of the number of groups. With
+    ``return_logits`` (tests, debugging) the static sampler of this module runs instead.
     """
     if max_new_tokens <= 0:
         raise ConfigError(f"max_new_tokens must be positive, got {max_new_tokens}")
@@ -211,14 +218,39 @@ def generate(
             f"prompt length {prompt_ids.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds the model's "
             f"max_position_embeddings {config.max_position_embeddings}; shorten prompts or generate fewer tokens"
         )
-    function = compiled_sampler(
-        config, sampling, int(max_new_tokens), tuple(sorted({int(t) for t in stop_ids})), int(pad_id), return_logits, mesh
-    )
+    stop_ids = tuple(sorted({int(t) for t in stop_ids}))
+    if mesh is not None:
+        # Shardings are built outside the mesh context: abstract evaluation of the params under it fails.
+        params = jax.device_put(params, param_shardings(config, mesh))
+    if return_logits:
+        return _generate_static(params, config, prompt_ids, prompt_mask, key, sampling, int(max_new_tokens), stop_ids,
+                                int(pad_id), mesh)
+    sample_mesh = None if mesh is None else sampling_layout.sample_mesh_for(mesh, config, sampling_group)
+    groups = continuous.group_count(sample_mesh)
+    continuous.check_rows(prompt_ids.shape[0], groups)
+    sampler_params = sampling_layout.to_sampling_layout(params, config, sample_mesh)
+    function = continuous.compiled_continuous_sampler(
+        sampling_layout.sampling_model(config), sampling, int(max_new_tokens), stop_ids, int(pad_id),
+        decode or DecodeSlots(), groups, sample_mesh)
+    limits = jnp.full((prompt_ids.shape[0],), max_new_tokens, jnp.int32)
+    arguments = (sampler_params, prompt_ids, prompt_mask, key, limits)
+    if sample_mesh is None:
+        output = function(*arguments)
+    else:
+        rows_2d, rows_1d = continuous.rollout_rows(sample_mesh, 2), continuous.rollout_rows(sample_mesh, 1)
+        arguments = (sampler_params, jax.device_put(prompt_ids, rows_2d), jax.device_put(prompt_mask, rows_2d), key,
+                     jax.device_put(limits, rows_1d))
+        with sharding.activate(sample_mesh, "sample"):
+            output = function(*arguments)
+    return GenerationOutput(output.tokens, output.logprobs, output.lengths, output.stopped)
+
+
+def _generate_static(params, config, prompt_ids, prompt_mask, key, sampling, max_new_tokens, stop_ids, pad_id, mesh):
+    """The static sampler over the params as they are (every row decodes until the last one stops)."""
+    function = compiled_sampler(config, sampling, max_new_tokens, stop_ids, pad_id, True, mesh)
     if mesh is None:
         return function(params, prompt_ids, prompt_mask, key)
     sharding.check_batch_divisible(prompt_ids.shape[0], mesh, "generation batch size")
-    # Shardings are built outside the mesh context: abstract evaluation of the params under it fails.
-    params = jax.device_put(params, param_shardings(config, mesh))
     batch = sharding.batch_sharding(mesh)
     prompt_ids, prompt_mask = jax.device_put(prompt_ids, batch), jax.device_put(prompt_mask, batch)
     with sharding.activate(mesh):

@@ -80,3 +80,18 @@ def choose_tokens(logits: jnp.ndarray, sampling: SamplingConfig, key: jax.Array)
             tokens = jnp.take_along_axis(candidate_ids, picked[:, None], axis=-1)[:, 0].astype(jnp.int32)
     token_logprobs = jnp.take_along_axis(logprobs, tokens[:, None], axis=-1)[:, 0]
     return tokens, token_logprobs
+
+
+def token_keys(key: jax.Array, rows: jnp.ndarray, token_index: jnp.ndarray) -> jax.Array:
+    """The key of token ``token_index`` of each row in ``rows [batch]`` (the row's index in its rollout batch:
+    prompt × samples_per_prompt + sample). A row draws the same tokens whichever slot or batch runs it."""
+    token_index = jnp.broadcast_to(token_index, rows.shape)
+    return jax.vmap(lambda row, index: jax.random.fold_in(jax.random.fold_in(key, row), index))(rows, token_index)
+
+
+def choose_row_tokens(logits: jnp.ndarray, sampling: SamplingConfig, keys: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """:func:`choose_tokens` with one key per row (``token_keys``): ``logits [batch, vocab]``, ``keys [batch]``."""
+    if sampling.greedy:
+        return choose_tokens(logits, sampling, keys[0])
+    tokens, logprobs = jax.vmap(lambda row_logits, key: choose_tokens(row_logits[None], sampling, key))(logits, keys)
+    return tokens[:, 0], logprobs[:, 0]

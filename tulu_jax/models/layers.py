@@ -15,10 +15,12 @@ from tulu_jax.models.attention import attend_cache, causal_self_attend
 from tulu_jax.models.backend import target_device
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.decode_attention import attend_filled_cache
+from tulu_jax.models.paged_attention import PagedLayerCache, paged_attention
 from tulu_jax.models.rope import apply_rotary
 from tulu_jax.ops.linear import linear
 
-# Per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots].
+# Per layer: "key" [batch, kv_heads, slots, head_dim], "value" [batch, kv_heads, head_dim, slots]; or the
+# pages of a continuous-batching sampler (models.paged_attention.PagedLayerCache).
 KVCache = dict[str, jnp.ndarray]
 
 
@@ -96,7 +98,9 @@ class Attention(nn.Module):
         length = x.shape[1]
         q = q.reshape(q.shape[0], length, kvh, groups, hd)  # [batch, length, kv_heads, groups, head_dim]
         splash = attention_implementation(c) == "splash"
-        if cache is None and splash:
+        if isinstance(cache, PagedLayerCache):
+            out, cache = paged_attention(q, k, v, query_segment_ids, cache)
+        elif cache is None and splash:
             # Imported here: the Pallas TPU kernels load only when asked for.
             from tulu_jax.models.splash import splash_self_attend
 

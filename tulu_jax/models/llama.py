@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.layers import DecoderLayer, RMSNorm, _dtype, _param
+from tulu_jax.models.paged_attention import PagedLayerCache
 from tulu_jax.models.rope import rotary_tables
 
 REMAT_POLICIES = {
@@ -111,6 +112,26 @@ class Llama(nn.Module):
         layer_cache = {"key": cache["key"], "value": cache["value"]}
         hidden, layer_cache = self._trunk(input_ids, positions, segment_ids, key_segment_ids, layer_cache, cache_index)
         return self.logits(hidden), {**layer_cache, "segment_ids": key_segment_ids}
+
+    def with_pages(
+        self,
+        input_ids: jnp.ndarray,  # [rows, length]
+        positions: jnp.ndarray,  # [rows, length]
+        segment_ids: jnp.ndarray,  # [rows, length]: 1 on real tokens (prefill pads: 0)
+        pages: tuple,  # per layer [pages, page_size, 2 * kv_heads, head_dim]
+        where: PagedLayerCache,  # page table, write slots and lengths; its ``pages`` field is unused
+    ) -> tuple[jnp.ndarray, tuple]:
+        """The trunk over a paged KV cache (unrolled layers only); returns logits and the updated pages."""
+        if self.config.scan_layers:
+            raise ValueError("paged decoding runs on unrolled layers; unstack them first (models.params.with_layers)")
+        x = self.embed_tokens(input_ids)
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+        cos, sin = rotary_tables(self.config, positions)
+        new_pages = []
+        for index, layer in enumerate(self.layer_list):
+            x, layer_cache = layer(x, cos, sin, segment_ids, segment_ids, where._replace(pages=pages[index]), None)
+            new_pages.append(layer_cache.pages)
+        return self.logits(self.norm(x)), tuple(new_pages)
 
     def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
         if self.config.tie_word_embeddings:

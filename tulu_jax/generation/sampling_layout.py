@@ -1,0 +1,112 @@
+"""The sampling layout: the policy resharded once per rollout so that no decode step gathers a weight.
+
+A training layout splits every weight over fsdp; a decode step that read weights there would all-gather
+each of them at every token. Before a rollout the policy is copied, in one program, into the sampling
+layout (``sharding`` role ``sample``): on a sampling mesh of the same devices as groups of ``group`` chips,
+each weight is split over the chips of a group (tensor-parallel) and replicated across groups, in the
+compute dtype, with the layers unrolled. Each group then decodes its own rows with its weights resident.
+
+The group size trades memory for interconnect: a group of g chips holds ``weight bytes / g`` per chip, and
+its decode matmuls all-reduce activations over g chips (small: a few rows × hidden). ``group_size`` picks
+the smallest group, at least the training mesh's tensor size, whose share of the weights fits the HBM left
+beside the learner's state (a 405B policy in bf16 needs groups of more than 8 v5p chips).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from tulu_jax import sharding
+from tulu_jax.errors import MeshError
+from tulu_jax.models import LlamaConfig, param_logical_axes
+from tulu_jax.models.layers import _dtype
+from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
+
+logger = logging.getLogger(__name__)
+
+# The share of a chip's free HBM the resident sampling weights may take; the rest is for the KV pages.
+WEIGHT_SHARE_OF_FREE_HBM = 0.5
+
+
+def sampling_model(config: LlamaConfig) -> LlamaConfig:
+    """The sampler's view of the model: unrolled layers, weights stored in the compute dtype."""
+    return dataclasses.replace(config, scan_layers=False, param_dtype=config.compute_dtype, remat="none")
+
+
+def sampling_weight_bytes(config: LlamaConfig) -> int:
+    return config.num_params() * jnp.dtype(_dtype(config.compute_dtype)).itemsize
+
+
+def group_size(config: LlamaConfig, device_count: int, tensor: int, free_hbm_bytes: Optional[float]) -> int:
+    """The smallest group (``tensor`` × a power of two, dividing the devices) whose weight share fits
+    ``WEIGHT_SHARE_OF_FREE_HBM`` of ``free_hbm_bytes`` per chip; ``tensor`` when the free HBM is unknown."""
+    candidates = []
+    size = tensor
+    while size <= device_count:
+        if device_count % size == 0:
+            candidates.append(size)
+        size *= 2
+    if not candidates:
+        raise MeshError(f"no sampling group of tensor×2^k chips divides {device_count} devices (tensor={tensor})")
+    if free_hbm_bytes is None:
+        return candidates[0]
+    weights = sampling_weight_bytes(config)
+    for size in candidates:
+        if weights / size <= WEIGHT_SHARE_OF_FREE_HBM * free_hbm_bytes:
+            return size
+    logger.warning("the policy's %.1f GB of sampling weights fit no group of chips within half the free HBM; "
+                   "using groups of %d", weights / 1e9, candidates[-1])
+    return candidates[-1]
+
+
+def free_hbm_per_chip(mesh: Mesh) -> Optional[float]:
+    """What the accelerator says is free on this process's first chip now (None on CPU)."""
+    device = mesh.devices.flat[0]
+    if device.platform == "cpu":
+        return None
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+
+
+@functools.lru_cache(maxsize=16)
+def sampling_param_shardings(config: LlamaConfig, mesh: Mesh):
+    """The sampling layout's shardings of the sampler's params (``sampling_model(config)``) on a sampling mesh."""
+    model = sampling_model(config)
+    return sharding.tree_shardings(mesh, param_logical_axes(model), param_shapes(model), role="sample")
+
+
+@functools.lru_cache(maxsize=16)
+def resharder(config: LlamaConfig, sample_mesh: Optional[Mesh]):
+    """The one program that copies the params of ``config`` (any layout on the same devices; jit specialises
+    on it) into the sampling layout on ``sample_mesh``: cast to the compute dtype, layers unrolled."""
+    model = sampling_model(config)
+    dtype = _dtype(config.compute_dtype)
+
+    def reshard(params):
+        cast = jax.tree.map(lambda leaf: leaf.astype(dtype), params)
+        return with_layers(cast, layers_as_list(cast, config), model)
+
+    if sample_mesh is None:
+        return jax.jit(reshard)
+    return jax.jit(reshard, out_shardings=sampling_param_shardings(config, sample_mesh))
+
+
+def to_sampling_layout(params, config: LlamaConfig, sample_mesh: Optional[Mesh]):
+    """``params`` of ``config`` in the sampling layout on ``sample_mesh`` (None: one device): a copy made once
+    per rollout."""
+    return resharder(config, sample_mesh)(params)
+
+
+def sample_mesh_for(mesh: Mesh, config: LlamaConfig, group: int = 0) -> Mesh:
+    """The sampling mesh for a training ``mesh``: groups of ``group`` chips (0: ``group_size``'s choice)."""
+    size = group or group_size(config, mesh.size, mesh.shape["tensor"], free_hbm_per_chip(mesh))
+    return sharding.sampling_mesh(mesh, size)
