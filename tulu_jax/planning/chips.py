@@ -11,6 +11,19 @@ Sources (Cloud TPU documentation, cloud.google.com/tpu/docs/<family> and .../sys
   each per NUMA node).
 - v6e: 32 GiB HBM at 1,640 GB/s, 918 TFLOP/s; 1,536 GiB DRAM per 8-chip host, multi-host slices run one
   4-chip VM per half host (ct6e-standard-4t: 720 GB).
+
+Interconnect (ICI): ``ici_link_bandwidth`` is one link's bandwidth in one direction; a chip has two links per
+torus dimension (one each way: 6 on the 3-D chips, 4 on the 2-D ones).
+- v5p: 1,200 GB/s bidirectional per chip over 6 links (cloud.google.com/tpu/docs/v5p): 100 GB/s per link
+  per direction, the 90-100 GB/s issue 27 used.
+- v5e: 400 GB/s bidirectional per chip over 4 links (cloud.google.com/tpu/docs/v5e): 50 GB/s.
+- v6e: twice v5e's ICI (cloud.google.com/tpu/docs/v6e: 3,200 vs 1,600 Gbps, 4 ports per chip): 100 GB/s.
+- v4: 6 links of 50 GB/s per direction (the v4 paper, Jouppi et al. 2023, arXiv 2304.01433; the scaling book's
+  4.5e10 B/s one-way). Not used by any shipped config.
+How the planner spends it (``ici_seconds``): a collective over a group that spans k torus dimensions runs a
+bidirectional ring along each, so it has 2·k links per chip; its bytes per chip (``hlo_collectives``) move at
+2·k·link bandwidth. That is optimistic (no hop latency, no contention between collectives that overlap), so
+ICI time is a lower bound like the others.
 """
 
 from __future__ import annotations
@@ -36,14 +49,22 @@ class ChipSpec:
     hbm_bandwidth: float  # bytes/s per chip
     chips_per_vm: int  # chips one TPU VM (one process) drives in a multi-host slice
     host_ram_bytes: int  # RAM of that VM
+    ici_link_bandwidth: float  # bytes/s of one ICI link in one direction (module docstring)
+
+    def ici_seconds(self, bytes_per_chip: float, torus_dims: int) -> float:
+        """Time for a collective moving ``bytes_per_chip`` over a group spanning ``torus_dims`` torus dimensions."""
+        return bytes_per_chip / (2 * max(torus_dims, 1) * self.ici_link_bandwidth)
 
 
 CHIPS: dict[str, ChipSpec] = {
-    "v4": ChipSpec("v4", "v4", 32 * GIB, 275e12, 2, 3, 1200e9, 4, 407 * GB),
-    "v5e": ChipSpec("v5e", "v5e", 16 * GIB, 197e12, 1, 2, 819e9, 4, 192 * GB),
-    "v5p": ChipSpec("v5p", "v5p", 95 * GIB, 459e12, 2, 3, 2765e9, 4, 448 * GB),
-    "v6e": ChipSpec("v6e", "v6e", 32 * GIB, 918e12, 1, 2, 1640e9, 4, 720 * GB),
+    "v4": ChipSpec("v4", "v4", 32 * GIB, 275e12, 2, 3, 1200e9, 4, 407 * GB, 50e9),
+    "v5e": ChipSpec("v5e", "v5e", 16 * GIB, 197e12, 1, 2, 819e9, 4, 192 * GB, 50e9),
+    "v5p": ChipSpec("v5p", "v5p", 95 * GIB, 459e12, 2, 3, 2765e9, 4, 448 * GB, 100e9),
+    "v6e": ChipSpec("v6e", "v6e", 32 * GIB, 918e12, 1, 2, 1640e9, 4, 720 * GB, 100e9),
 }
+# The largest slice of each family (chips in one pod: v4 4,096, v5p 8,960, v5e and v6e 256; Cloud TPU docs).
+# A grid beyond it is refused here: libtpu aborts the process on it (status 134 after 46 s for v5p:1000x1000x1000).
+MAX_CHIPS = {"v4": 4096, "v5p": 8960, "v5e": 256, "v6e": 256}
 # Other spellings users meet in the Cloud console.
 ALIASES = {"v5litepod": "v5e", "v6litepod": "v6e", "trillium": "v6e"}
 
@@ -104,6 +125,11 @@ def parse_topology(text: str) -> Topology:
             raise MeshError(
                 f"topology {text!r}: {family} slices are {chip.dimensions}-D chip grids "
                 f"(e.g. {family}:{'x'.join(['2'] * chip.dimensions)})"
+            )
+        if math.prod(shape) > MAX_CHIPS[family]:
+            raise MeshError(
+                f"topology {text!r} has {math.prod(shape):,} chips; a {family} slice has at most "
+                f"{MAX_CHIPS[family]:,} (one pod)"
             )
         return Topology(chip, shape, text)
     count = int(match.group(2))

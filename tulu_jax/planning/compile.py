@@ -14,8 +14,9 @@ from typing import Optional
 
 from tulu_jax import sharding
 from tulu_jax.errors import MeshError
-from tulu_jax.planning.chips import Topology
+from tulu_jax.planning.chips import ChipSpec, Topology
 from tulu_jax.planning.devices import topology_devices
+from tulu_jax.planning.hlo_cost import HloCost, read_hlo_cost
 from tulu_jax.planning.programs import Program, stage_programs
 from tulu_jax.planning.target import PlanTarget
 
@@ -35,6 +36,7 @@ class CompiledProgram:
     flops_per_chip: Optional[float] = None
     out_of_memory: Optional[str] = None  # the compiler's refusal, when the program does not fit at all
     required_bytes: Optional[int] = None  # from that refusal, when it names the figure
+    hlo: Optional[HloCost] = None  # HBM and ICI traffic per chip read from the optimized HLO
 
     @property
     def name(self) -> str:
@@ -83,11 +85,12 @@ def compile_stage(target: PlanTarget, topology: Topology) -> tuple[tuple[int, in
         programs = stage_programs(target, mesh)
     except MeshError as error:
         raise MeshError(f"{target.source} on {topology.requested}: {error}") from None
-    return mesh_shape, [compile_program(program) for program in programs]
+    return mesh_shape, [compile_program(program, topology.chip) for program in programs]
 
 
-def compile_program(program: Program) -> CompiledProgram:
-    """Lower and compile one program; an out-of-memory refusal is reported in the result."""
+def compile_program(program: Program, chip: Optional[ChipSpec] = None) -> CompiledProgram:
+    """Lower and compile one program; an out-of-memory refusal is reported in the result. With ``chip``, its
+    optimized HLO is read for HBM and ICI traffic (``hlo_cost``)."""
     start = time.perf_counter()
     lowered = program.lower()
     resident = per_chip_bytes(program.resident)
@@ -107,6 +110,10 @@ def compile_program(program: Program) -> CompiledProgram:
     cost = compiled.cost_analysis() or {}
     if isinstance(cost, list):  # older jax returned one dict per program
         cost = cost[0] if cost else {}
+    hlo = None
+    if chip is not None:
+        mesh = program.mesh if program.mesh is not None else program.function.mesh
+        hlo = read_hlo_cost(compiled.as_text(), mesh, chip, program.unknown_trip_counts)
     return CompiledProgram(
         program,
         compile_seconds=seconds,
@@ -117,6 +124,7 @@ def compile_program(program: Program) -> CompiledProgram:
         code_bytes=int(memory.generated_code_size_in_bytes),
         resident_bytes=resident,
         flops_per_chip=float(cost["flops"]) if "flops" in cost else None,
+        hlo=hlo,
     )
 
 

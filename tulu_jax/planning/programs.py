@@ -31,8 +31,11 @@ class Program:
     calls_per_step: float = 1.0  # 0: runs outside the training steps (the DPO reference pass)
     resident: Any = ()  # abstract arrays that stay on the chips while it runs, not among its arguments
     loops: bool = True  # XLA's cost analysis counts loop bodies once: its FLOP count is then partial
-    decode: Optional[dict] = None  # sampler only: what the memory-bound decode reads (see report.rollout)
+    decode: Optional[dict] = None  # a sampler: {"rows", "prompt", "new"}; its longest loop is the decode loop
     mesh: Any = None
+    # Trip counts for data-dependent loops by nesting depth (hlo_module): the sampler's decode loop and the
+    # cached attention's block loop inside it.
+    unknown_trip_counts: tuple[float, ...] = ()
 
     def lower(self):
         from tulu_jax import sharding

@@ -1,5 +1,6 @@
 """The plan of a stage on one TPU slice: every program's memory per chip against HBM, the peak over programs,
-time at the chips' peak (and, for the sampler's decode, at HBM bandwidth), MFU, tokens/s/chip and host RAM."""
+time per program from compute, HBM and ICI (``step_time``: a lower bound and a serial upper bound), the
+estimated MFU and tokens/s/chip at each, the sampler's decode step, and host RAM."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional
 
 from tulu_jax.planning.chips import GIB, Topology
 from tulu_jax.planning.compile import CompiledProgram
-from tulu_jax.planning.estimate import forward_flops
+from tulu_jax.planning.step_time import ProgramTime, program_time
 from tulu_jax.planning.host_memory import HostMemory
 from tulu_jax.planning.target import PlanTarget
 
@@ -55,30 +56,13 @@ class Plan:
             return program.flops_per_chip * self.topology.num_chips
         return program.program.executed_flops
 
-    def seconds(self, program: CompiledProgram) -> float:
-        """A lower bound for one call: FLOPs at the bf16 peak; the sampler's decode at HBM bandwidth."""
-        if program.program.decode is not None:
-            return self.rollout_seconds(program)
-        return self.executed_flops(program) / self.slice_flops
+    def time(self, program: CompiledProgram) -> ProgramTime:
+        """Compute, HBM and ICI time per call (``step_time``)."""
+        return program_time(self.topology.chip, self.topology.num_chips, self.executed_flops(program), program.hlo)
 
-    def rollout_seconds(self, program: CompiledProgram) -> float:
-        """Prefill at peak FLOPs plus decode at HBM bandwidth: each one-token step reads this chip's weights
-        (the fsdp-sharded weights are gathered, so every chip streams its tensor slice of all of them) and its
-        rows' filled KV cache; per step the slower of that read and the step's FLOPs."""
-        decode = program.program.decode
-        chip = self.topology.chip
-        data, fsdp, tensor = self.mesh_shape
-        model = self.target.model
-        rows_per_chip = decode["rows"] / (data * fsdp)
-        kv_split = tensor if model.num_kv_heads % tensor == 0 else 1
-        weight_read = decode["weight_bytes"] / tensor
-        new, prompt = decode["new"], decode["prompt"]
-        filled_positions = new * prompt + new * (new - 1) / 2  # Σ over the steps of the cache's filled length
-        kv_read = rows_per_chip * decode["kv_bytes_per_token"] * filled_positions / kv_split
-        memory_seconds = (new * weight_read + kv_read) / chip.hbm_bandwidth
-        compute_seconds = (program.program.executed_flops - forward_flops(model, decode["rows"], prompt)) / self.slice_flops
-        prefill = forward_flops(model, decode["rows"], prompt) / self.slice_flops
-        return prefill + max(memory_seconds, compute_seconds)
+    def seconds(self, program: CompiledProgram) -> float:
+        """The lower bound of one call: the largest of compute, HBM and ICI time."""
+        return self.time(program).lower
 
     @property
     def in_step(self) -> list[CompiledProgram]:
@@ -86,7 +70,13 @@ class Plan:
 
     @property
     def step_seconds(self) -> float:
-        return sum(program.program.calls_per_step * self.seconds(program) for program in self.in_step)
+        """Lower bound of one step: each program's largest term, the programs one after another."""
+        return sum(program.program.calls_per_step * self.time(program).lower for program in self.in_step)
+
+    @property
+    def step_seconds_upper(self) -> float:
+        """Serial upper bound of one step: every term of every program added up."""
+        return sum(program.program.calls_per_step * self.time(program).upper for program in self.in_step)
 
     @property
     def model_flops(self) -> float:
@@ -94,8 +84,13 @@ class Plan:
 
     @property
     def mfu(self) -> float:
-        """Model FLOPs over what the slice could do in the step time: the ceiling a real run approaches."""
+        """Estimated MFU at the step time's lower bound (the best the model allows)."""
         return self.model_flops / (self.step_seconds * self.slice_flops)
+
+    @property
+    def mfu_upper_time(self) -> float:
+        """Estimated MFU at the serial upper bound of the step time."""
+        return self.model_flops / (self.step_seconds_upper * self.slice_flops)
 
     @property
     def tokens_per_step(self) -> int:
@@ -106,6 +101,10 @@ class Plan:
     @property
     def tokens_per_second_per_chip(self) -> float:
         return self.tokens_per_step / self.step_seconds / self.topology.num_chips
+
+    @property
+    def tokens_per_second_per_chip_upper_time(self) -> float:
+        return self.tokens_per_step / self.step_seconds_upper / self.topology.num_chips
 
     # --- refusal ----------------------------------------------------------------------------------------
     def advice(self) -> str:
@@ -198,22 +197,7 @@ def render(plan: Plan) -> str:
         else:
             lines.append(f"  {program.name:<18} the compiler refused: {program.out_of_memory}")
     lines.append(f"  {plan.verdict()}")
-    lines.append("time (lower bounds: FLOPs at the bf16 peak; decode at HBM bandwidth):")
-    for program in plan.programs:
-        flops = plan.executed_flops(program)
-        source = "XLA's count" if not program.program.loops and program.flops_per_chip else "formula"
-        when = "per step" if program.program.calls_per_step else "once, before training (per call)"
-        lines.append(f"  {program.name:<18} {plan.seconds(program):9.3f} s {when}; {flops:.3e} FLOPs ({source})")
-    rollout = [program for program in plan.programs if program.program.decode is not None]
-    if rollout:
-        learner = plan.step_seconds - sum(plan.seconds(program) for program in rollout)
-        lines.append(f"  rollout {sum(plan.seconds(p) for p in rollout):.2f} s + learner {learner:.2f} s per rollout step")
-    lines += [
-        f"  step         {plan.step_seconds:.3f} s, {plan.tokens_per_second_per_chip:,.0f} tokens/s/chip "
-        f"({plan.tokens_per_step:,} tokens per step)",
-        f"  MFU ceiling  {plan.mfu:.1%} (model FLOPs {plan.model_flops:.3e} per step over the slice's peak in the step "
-        "time; real runs reach a fraction of it)",
-    ]
+    lines += _time_lines(plan)
     host = plan.host
     data_text = f"{host.data_bytes / GIB:.1f} GiB ({host.data_note})" if host.data_bytes is not None else host.data_note
     lines += [
@@ -223,6 +207,52 @@ def render(plan: Plan) -> str:
         f"  peak {host.peak_bytes / GIB:.1f} GiB: " + ("fits" if host.fits else "DOES NOT FIT in the VM's RAM"),
     ]
     return "\n".join(lines)
+
+
+def _time_lines(plan: Plan) -> list[str]:
+    """Per program: compute, HBM and ICI time per call and what it moves; the sampler's decode step; the step's
+    bounds and the estimated MFU at each."""
+    lines = ["time per call (estimates at peak rates: compute = FLOPs at the bf16 peak; HBM = bytes read and "
+             "written per chip, from the HLO; ICI = bytes per chip over the links its groups span, from the HLO):"]
+    for program in plan.programs:
+        time = plan.time(program)
+        flops = plan.executed_flops(program)
+        source = "XLA's count" if not program.program.loops and program.flops_per_chip else "formula"
+        when = "per step" if program.program.calls_per_step else "once, before training (per call)"
+        parts = [f"compute {time.compute_seconds:.3f} s ({flops:.3e} FLOPs, {source})"]
+        if program.hlo is not None:
+            parts.append(f"HBM {time.hbm_seconds:.3f} s ({program.hlo.hbm_bytes / 1e9:,.1f} GB/chip)")
+            parts.append(f"ICI {time.ici_seconds:.3f} s ({program.hlo.ici_bytes / 1e9:,.2f} GB/chip)")
+        lines.append(f"  {program.name:<18} {time.lower:9.3f} – {time.upper:.3f} s {when} (bound by {time.bound_by}): "
+                     + "; ".join(parts))
+        if program.program.decode is not None and program.hlo is not None and program.hlo.longest_loop is not None:
+            lines.append("  " + _decode_line(plan, program))
+    rollout = [program for program in plan.programs if program.program.decode is not None]
+    if rollout:
+        low = sum(plan.time(program).lower for program in rollout)
+        high = sum(plan.time(program).upper for program in rollout)
+        lines.append(f"  rollout {low:.2f} – {high:.2f} s with ICI counted; learner {plan.step_seconds - low:.2f} – "
+                     f"{plan.step_seconds_upper - high:.2f} s per rollout step")
+    lines += [
+        f"  step         {plan.step_seconds:.3f} s (lower bound) – {plan.step_seconds_upper:.3f} s (serial upper "
+        f"bound), {plan.tokens_per_second_per_chip:,.0f} – {plan.tokens_per_second_per_chip_upper_time:,.0f} "
+        f"tokens/s/chip ({plan.tokens_per_step:,} tokens per step)",
+        f"  MFU estimate {plan.mfu:.1%} at the lower bound, {plan.mfu_upper_time:.1%} at the upper bound (model "
+        f"FLOPs {plan.model_flops:.3e} per step over the slice's peak; an estimate, not a measurement)",
+    ]
+    return lines
+
+
+def _decode_line(plan: Plan, program: CompiledProgram) -> str:
+    loop = program.hlo.longest_loop
+    steps = max(loop.trips, 1)
+    chip = plan.topology.chip
+    bound = "max_new_tokens" if program.program.decode.get("new") == loop.trips else "the HLO"
+    gathers = (f"{loop.fsdp_gathers} fsdp all-gathers, {loop.fsdp_gather_bytes / steps / 1e9:.2f} GB"
+               if loop.fsdp_gathers else "no fsdp all-gathers")
+    return (f"  decode step: ICI {loop.ici_bytes / steps / 1e9:.3f} GB/chip ({loop.ici_seconds / steps * 1e3:.2f} ms; "
+            f"{gathers}), HBM {loop.hbm_bytes / steps / 1e9:.2f} GB/chip "
+            f"({loop.hbm_bytes / steps / chip.hbm_bandwidth * 1e3:.2f} ms), × {steps:,.0f} steps (bound: {bound})")
 
 
 def _work(target: PlanTarget) -> str:

@@ -1,6 +1,10 @@
 """The RLVR stage's programs on one mesh: the sampler (prefill + decode with its KV cache) and the learner
 (the prepare pass: policy, reference and value forwards with advantages; the update: PPO epochs).
 
+The sampler is built in one place (``static_sampler_program``, called from block 1 of ``rlvr_programs``): a
+sampler with its own layout replaces that block with its programs (a resharding program and a decode
+program); the report reads every program's HBM and ICI traffic from its HLO, whatever it is.
+
 The learner comes from the stage's own builder, ``stages.rlvr.stage.build_rlvr_learner(config, mesh,
 model)``, the one ``RLVR`` trains with. The sampler is the generation engine's jitted program
 (``generation.sampler.compiled_sampler``), the one ``stages.rlvr.rollout.Sampler.sample`` calls, lowered with the
@@ -22,8 +26,6 @@ SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
 
 
 def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
-    from tulu_jax.generation import SamplingConfig
-    from tulu_jax.generation.sampler import compiled_sampler, param_shardings
     from tulu_jax.stages.rlvr.rollout import RolloutBatch
     from tulu_jax.stages.rlvr.stage import build_rlvr_learner
 
@@ -45,26 +47,9 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
 
     by_rows, by_rows_columns = sharding.batch_sharding(mesh, 1), sharding.batch_sharding(mesh, 2)
 
-    # 1. The sampler, on the policy params as they sit in the train state.
-    sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
-    stop_ids = tuple(sorted(set(model.eos_token_ids)))
-    sampler = compiled_sampler(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
-    sampler_inputs = (
-        abstract(shapes["policy"], param_shardings(model, mesh)),
-        array((rows, prompt), jnp.int32, by_rows_columns),
-        array((rows, prompt), jnp.int32, by_rows_columns),
-        jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding.replicated(mesh)),
-    )
+    # 1. The sampler (one block: the sampler program and what stays resident beside it).
     others = {"value": state.params.get("value"), "opt_state": state.opt_state, "reference": reference}
-    kv_bytes_per_token = 2 * model.num_layers * model.num_kv_heads * model.resolved_head_dim \
-        * jnp.dtype(model.compute_dtype).itemsize
-    sampler_flops = decode_flops(model, rows, prompt, new)
-    programs = [Program(
-        "sampler", sampler, sampler_inputs, rows * columns, sampler_flops, sampler_flops, resident=others,
-        decode={"rows": rows, "prompt": prompt, "new": new, "kv_bytes_per_token": kv_bytes_per_token,
-                "weight_bytes": model.num_params() * jnp.dtype(model.param_dtype).itemsize},
-        mesh=mesh,
-    )]
+    programs = [static_sampler_program(target, mesh, shapes["policy"], others)]
 
     # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
     fields = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
@@ -94,3 +79,43 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     ))
     return programs
 
+
+
+def static_sampler_program(target: PlanTarget, mesh, policy_shapes, resident) -> Program:
+    """Today's sampler: ``generation.sampler.compiled_sampler`` (prefill, then a ``while`` loop of one-token
+    steps) on the training mesh, reading the policy params as the train state holds them (float32, split over
+    fsdp and tensor), so each step all-gathers the fsdp-split weights. Kept as the reference the planner can
+    always measure."""
+    from tulu_jax.generation import SamplingConfig
+    from tulu_jax.generation.sampler import compiled_sampler, param_shardings
+
+    config, model = target.stage_config, target.model
+    rollout = config.rollout
+    rows, prompt, new = rollout.responses_per_step, config.data.max_prompt_len, rollout.max_new_tokens
+    by_rows_columns = sharding.batch_sharding(mesh, 2)
+    sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
+    stop_ids = tuple(sorted(set(model.eos_token_ids)))
+    sampler = compiled_sampler(model, sampling, new, stop_ids, int(model.pad_token_id or 0), False, mesh)
+    inputs = (
+        abstract(policy_shapes, param_shardings(model, mesh)),
+        jax.ShapeDtypeStruct((rows, prompt), jnp.int32, sharding=by_rows_columns),
+        jax.ShapeDtypeStruct((rows, prompt), jnp.int32, sharding=by_rows_columns),
+        jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding.replicated(mesh)),
+    )
+    flops = decode_flops(model, rows, prompt, new)
+    return Program(
+        "sampler", sampler, inputs, rows * (prompt + new), flops, flops, resident=resident,
+        decode={"rows": rows, "prompt": prompt, "new": new,
+                "weight_bytes": model.num_params() * jnp.dtype(model.compute_dtype).itemsize},
+        mesh=mesh, unknown_trip_counts=(new, mean_filled_blocks(prompt, new)),
+    )
+
+
+def mean_filled_blocks(prompt: int, new: int) -> float:
+    """Blocks the cached attention reads per decode step, averaged over the steps (its loop runs to the
+    filled length: ``models.decode_attention``)."""
+    from tulu_jax.models.decode_attention import DECODE_BLOCK
+
+    slots = prompt + new
+    block = min(DECODE_BLOCK, slots)
+    return sum(-(-min(prompt + step + 1, slots) // block) for step in range(new)) / new
