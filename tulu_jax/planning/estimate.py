@@ -16,7 +16,21 @@ def training_flops(config: LlamaConfig, batch_size: int, length: int) -> dict[st
     return {"dense": dense, "attention": total - dense, "total": total}
 
 
-__all__ = ["decode_flops", "forward_flops", "matmul_params", "training_flops"]
+__all__ = ["decode_flops", "executed_training_flops", "forward_flops", "matmul_params", "training_flops"]
+
+
+def executed_training_flops(config: LlamaConfig, batch_size: int, length: int) -> float:
+    """What the chips run for one training pass with the model's remat policy: the model FLOPs, plus
+    - ``full``: the whole forward again in the backward pass (8·N·T instead of 6·N·T, attention likewise);
+    - ``dots``: the attention's score and value matmuls again (they have batch dims, which the policy does not
+      save; the weight matmuls are saved);
+    - ``none``: nothing."""
+    split = training_flops(config, batch_size, length)
+    if config.remat == "full":
+        return split["total"] * 4.0 / 3.0
+    if config.remat == "dots":
+        return split["total"] + split["attention"] / 3.0
+    return split["total"]
 
 
 def forward_flops(config: LlamaConfig, rows: int, length: int) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import jax
 
-from tulu_jax.planning.estimate import forward_flops, training_flops
+from tulu_jax.planning.estimate import executed_training_flops, forward_flops, training_flops
 from tulu_jax.planning.target import PlanTarget
 
 
@@ -46,11 +46,6 @@ class Program:
             return function.lower(*self.inputs)
 
 
-def _remat_factor(target: PlanTarget) -> float:
-    """Full remat reruns the forward in the backward pass: 8·N·T instead of 6·N·T."""
-    return 8.0 / 6.0 if target.model.remat != "none" else 1.0
-
-
 def _complete_count(target: PlanTarget, micro_batches: int, chunk: int, length: int) -> bool:
     return not target.model.scan_layers and micro_batches == 1 and -(-length // chunk) == 1
 
@@ -62,7 +57,8 @@ def sft_programs(target: PlanTarget, mesh) -> list[Program]:
     batch, length = config.training.batch_size, config.data.max_seq_len
     flops = training_flops(target.model, batch, length)["total"]
     return [Program(
-        "train step", built.step, built.abstract_inputs(), batch * length, flops, flops * _remat_factor(target),
+        "train step", built.step, built.abstract_inputs(), batch * length, flops,
+        executed_training_flops(target.model, batch, length),
         loops=not _complete_count(target, config.training.micro_batches, config.loss.logits_chunk_size, length),
     )]
 
@@ -74,7 +70,7 @@ def rm_programs(target: PlanTarget, mesh) -> list[Program]:
     rows, length = 2 * config.training.batch_size, config.data.max_seq_len
     flops = training_flops(target.model, rows, length)["total"]
     return [Program("train step", built.step, built.abstract_inputs(), rows * length, flops,
-                    flops * _remat_factor(target), loops=target.model.scan_layers or config.training.micro_batches > 1)]
+                    executed_training_flops(target.model, rows, length), loops=target.model.scan_layers or config.training.micro_batches > 1)]
 
 
 def dpo_programs(target: PlanTarget, mesh) -> list[Program]:
@@ -85,7 +81,7 @@ def dpo_programs(target: PlanTarget, mesh) -> list[Program]:
     pairs, length, chunk = config.training.batch_size, config.data.max_seq_len, config.dpo.logits_chunk_size
     tokens = 2 * pairs * length
     flops = training_flops(target.model, 2 * pairs, length)["total"]
-    executed = flops * _remat_factor(target)
+    executed = executed_training_flops(target.model, 2 * pairs, length)
     if built.in_step:  # the frozen reference's forward runs inside the step, on every batch
         executed += forward_flops(target.model, 2 * pairs, length)
     loops = not _complete_count(target, config.training.micro_batches, chunk, length) or built.in_step

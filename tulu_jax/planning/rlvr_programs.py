@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from tulu_jax import sharding
-from tulu_jax.planning.estimate import decode_flops, forward_flops, training_flops
+from tulu_jax.planning.estimate import decode_flops, executed_training_flops, forward_flops, training_flops
 from tulu_jax.planning.programs import Program, abstract
 from tulu_jax.planning.target import PlanTarget
 
@@ -72,10 +72,10 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
     update = learner.update
     models = 2 if config.uses_value_model else 1
     update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
-    remat = 8.0 / 6.0 if model.remat != "none" else 1.0
+    executed = config.ppo.epochs * models * executed_training_flops(model, rows, columns)
     programs.append(Program(
         "learner update", update, (state, learner_batch), config.ppo.epochs * rows * columns, update_flops,
-        update_flops * remat, resident={"reference": reference},
+        executed, resident={"reference": reference},
     ))
     return programs
 
