@@ -76,25 +76,52 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args._uses_devices:
-            from tulu_jax.distributed import start_runtime
+            from tulu_jax.distributed import finish_run, start_runtime
 
             start_runtime()
+            code = int(args._run(args) or 0)
+            finish_run()
+            return code
         return int(args._run(args) or 0)
     except TuluError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {error}", 1)
     except OSError as error:
         if args.debug or error.errno not in STORAGE_ERRORS:
+            _tell_the_other_processes(error)
             raise
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror}; {STORAGE_ERRORS[error.errno]}. Nothing half-written is kept: "
-              "exports appear whole, checkpoints commit whole; rerun to resume", file=sys.stderr)
-        return 1
+        return _fail(f"error: {where}{error.strerror}; {STORAGE_ERRORS[error.errno]}. Nothing half-written is "
+                     "kept: exports appear whole, checkpoints commit whole; rerun to resume", 1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130)
+    except Exception as error:
+        _tell_the_other_processes(error)
+        raise
+
+
+def _fail(line: str, code: int) -> int:
+    """Print ``line``; in a multi-process run also tell the other processes and end this one (no native
+    shutdown wait): every process then prints one line and exits within seconds."""
+    from tulu_jax.distributed.watch import current_watch
+
+    watch = current_watch()
+    if watch is None:
+        print(line, file=sys.stderr)
+        return code
+    watch.report(line, code)
+    return code
+
+
+def _tell_the_other_processes(error: BaseException) -> None:
+    """An unexpected error (a bug, shown with its traceback) on one process: the others stop in one line."""
+    from tulu_jax.distributed.watch import current_watch
+
+    watch = current_watch()
+    if watch is not None:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        watch.notify_others(f"{type(error).__name__}: {first_line}")
 
 
 if __name__ == "__main__":

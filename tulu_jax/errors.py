@@ -4,7 +4,7 @@ from data_pipeline.errors import DataError, UserError
 
 TuluError = UserError
 
-__all__ = ["TuluError", "DataError", "ConfigError", "CheckpointError", "MeshError"]
+__all__ = ["TuluError", "DataError", "ConfigError", "CheckpointError", "MeshError", "DistributedError"]
 
 
 class ConfigError(TuluError):
@@ -17,3 +17,7 @@ class CheckpointError(TuluError):
 
 class MeshError(TuluError):
     """The requested device mesh does not fit the devices or the model."""
+
+
+class DistributedError(TuluError):
+    """The processes of a multi-host run could not join, disagree, or lost one another."""

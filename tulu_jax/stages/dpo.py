@@ -34,7 +34,7 @@ from tulu_jax.stages.common import (
 from tulu_jax.stages.dpo_reference import (
     cached_reference_logps, in_step_reference, jit_reference_pass, reference_cache_key,
 )
-from tulu_jax.stages.output_dir import check_inputs_outside_outputs
+from tulu_jax.stages.same_run import start_stage
 from tulu_jax.stages.preference_batches import (
     PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps,
 )
@@ -193,7 +193,7 @@ def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] 
 
 def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> DPOResult:
     """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``."""
-    check_inputs_outside_outputs(config)
+    start_stage(config)
     output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:

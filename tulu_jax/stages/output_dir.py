@@ -21,7 +21,7 @@ def check_inputs_outside_outputs(config: Any) -> None:
     """Raise ``ConfigError`` naming the key when an input of ``config`` is ``output_dir`` or lies in what the
     stage writes there."""
     output_dir = as_path(config.output_dir)
-    for key, path in _inputs(config):
+    for key, path in stage_inputs(config):
         if same_location(path, output_dir) or any(same_or_within(path, output_dir / name) for name in WRITTEN):
             raise ConfigError(
                 f"{key} {path} lies in output_dir {config.output_dir}, where this stage writes its checkpoints and "
@@ -29,7 +29,8 @@ def check_inputs_outside_outputs(config: Any) -> None:
             )
 
 
-def _inputs(config: Any) -> Iterator[tuple[str, str]]:
+def stage_inputs(config: Any) -> Iterator[tuple[str, str]]:
+    """(config key, location) of every input a stage reads: model, value model, tokenizer, data."""
     model = getattr(config, "model", None)
     if model is not None and model.source and model.source not in PRESETS:
         yield "model.source", model.source

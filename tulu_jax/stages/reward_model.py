@@ -36,7 +36,7 @@ from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.common import (
     ModelConfig, load_model_params, resolve_model_config, resume_state, run_config_dict,
 )
-from tulu_jax.stages.output_dir import check_inputs_outside_outputs
+from tulu_jax.stages.same_run import start_stage
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
@@ -142,7 +142,7 @@ def build_reward_model_step(config: RewardModelConfig, mesh, model_config: Optio
 
 def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
     """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
-    check_inputs_outside_outputs(config)
+    start_stage(config)
     output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:

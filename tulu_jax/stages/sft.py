@@ -39,7 +39,7 @@ from tulu_jax.stages.common import (
     resume_state,
     run_config_dict,
 )
-from tulu_jax.stages.output_dir import check_inputs_outside_outputs
+from tulu_jax.stages.same_run import start_stage
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
 from tulu_jax.training.loop import LoopSpec, run_training
@@ -163,7 +163,7 @@ def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] 
 
 def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
     """Train, checkpoint and export; returns the export directory. ``resume=True`` insists on a checkpoint."""
-    check_inputs_outside_outputs(config)
+    start_stage(config)
     output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:

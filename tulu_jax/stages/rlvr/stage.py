@@ -40,7 +40,7 @@ from tulu_jax.stages.common import (
     EXPORT_DIR, check_vocab, data_work_share, export_hf, load_model_params, resolve_model_config, resume_state,
     run_config_dict,
 )
-from tulu_jax.stages.output_dir import check_inputs_outside_outputs
+from tulu_jax.stages.same_run import start_stage
 from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
@@ -218,7 +218,7 @@ def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None, *, tokenizer=Non
     ``resume=True`` insists on a checkpoint. ``tokenizer``/``prompts``/``eval_prompts`` replace the prepared
     data (tests with a toy task); ``stop_after`` ends the run after that many rollout steps (no export).
     """
-    check_inputs_outside_outputs(config)
+    start_stage(config)
     output_dir = as_path(config.output_dir)
     is_writer = jax.process_index() == 0
     if is_writer:

@@ -2,7 +2,8 @@
 
 On a TPU pod slice every worker runs the same command and JAX finds its peers from the TPU metadata.
 Elsewhere (CPU or GPU hosts, tests) give the coordinator explicitly, by flags or by the environment:
-``TULU_COORDINATOR_ADDRESS=host:port``, ``TULU_NUM_PROCESSES``, ``TULU_PROCESS_ID``.
+``TULU_COORDINATOR_ADDRESS=host:port``, ``TULU_NUM_PROCESSES``, ``TULU_PROCESS_ID`` (and optionally
+``TULU_JOIN_TIMEOUT``, seconds to wait for every process to join, and ``TULU_HEARTBEAT_TIMEOUT``).
 Process 0 is the primary: it alone writes logs, configs and exports; checkpoints are written by all.
 """
 
@@ -13,6 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from tulu_jax.distributed import join, watch
 from tulu_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class DistributedConfig:
     coordinator_address: Optional[str] = None  # host:port of process 0
     num_processes: Optional[int] = None
     process_id: Optional[int] = None
-    initialization_timeout: int = 300  # seconds to wait for every process to join
+    initialization_timeout: int = 300  # seconds to wait for every process to join (TULU_JOIN_TIMEOUT)
     heartbeat_timeout: int = 60  # seconds without news from a process before the others stop with an error
 
     @property
@@ -75,6 +77,7 @@ def config_from_env(environ: Optional[Mapping[str, str]] = None) -> DistributedC
         num_processes=integer(ENV_NUM_PROCESSES),
         process_id=integer(ENV_PROCESS_ID),
         heartbeat_timeout=integer(ENV_HEARTBEAT_TIMEOUT) or DistributedConfig.heartbeat_timeout,
+        initialization_timeout=join.join_timeout_from_env(DistributedConfig.initialization_timeout, environ),
     )
 
 
@@ -90,6 +93,9 @@ def initialize(config: Optional[DistributedConfig] = None) -> bool:
 
     Call once, before anything touches a JAX device. Explicit settings (argument, else environment) win;
     otherwise a multi-worker TPU slice is detected; otherwise the run is one process and nothing happens.
+    A bad coordinator host, a busy coordinator port or processes that do not all join within the join
+    timeout end this process with a one-line ``DistributedError`` (``distributed/join.py``); once joined, a
+    process that stops stops the others (``distributed/watch.py``).
     """
     global _initialized
     if _initialized:
@@ -101,22 +107,37 @@ def initialize(config: Optional[DistributedConfig] = None) -> bool:
     if config.explicit:
         if config.num_processes == 1:
             return False
+        join.check_host_resolves(config.coordinator_address)
+        if config.process_id == 0:
+            join.check_port_free(config.coordinator_address)
         if _platform_is_cpu():
             # CPU devices of different processes exchange data through gloo; the default has no collectives.
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            coordinator_address=config.coordinator_address,
-            num_processes=config.num_processes,
-            process_id=config.process_id,
-            initialization_timeout=config.initialization_timeout,
-            heartbeat_timeout_seconds=config.heartbeat_timeout,
-        )
+        jax.config.update("jax_enable_recoverability", True)  # a dead process is reported, not a native abort
+        with join.JoinWatch(config.coordinator_address, config.process_id, config.num_processes,
+                            config.initialization_timeout):
+            jax.distributed.initialize(
+                coordinator_address=config.coordinator_address,
+                num_processes=config.num_processes,
+                process_id=config.process_id,
+                initialization_timeout=config.initialization_timeout + join.NATIVE_DEADLINE_MARGIN,
+                heartbeat_timeout_seconds=config.heartbeat_timeout,
+            )
     elif on_multihost_tpu():
+        jax.config.update("jax_enable_recoverability", True)
         jax.distributed.initialize(heartbeat_timeout_seconds=config.heartbeat_timeout)
     else:
         return False
     _initialized = True
+    watch.start_watch(jax.process_index(), jax.process_count())
     return True
+
+
+def finish_run() -> None:
+    """The orderly end of a command that succeeded on every process (a no-op alone)."""
+    current = watch.current_watch()
+    if current is not None:
+        current.finish(lambda: barrier("command finished"))
 
 
 _agreements = 0  # every process makes the same calls in the same order, so the counters name the same keys
@@ -163,6 +184,19 @@ def all_agree(name: str, ok: bool, timeout_seconds: int = 3600) -> bool:
     _client().key_value_set(f"{prefix}{process_index()}", "1" if ok else "0")
     _client().wait_at_barrier(f"{prefix}posted", timeout_in_ms=timeout_seconds * 1000)
     return all(value == "1" for _, value in _client().key_value_dir_get(prefix))
+
+
+def gathered(name: str, value: str, timeout_seconds: int = 3600) -> list[str]:
+    """Every process's ``value``, in process order, on every process (the coordination service, no device work)."""
+    global _agreements
+    if process_count() == 1:
+        return [value]
+    _agreements += 1
+    prefix = f"tulu_jax/{_agreements}/{name}/"
+    _client().key_value_set(f"{prefix}{process_index()}", value)
+    _client().wait_at_barrier(f"{prefix}posted", timeout_in_ms=timeout_seconds * 1000)
+    posted = dict(_client().key_value_dir_get(prefix))
+    return [posted[f"{prefix}{index}"] for index in range(process_count())]
 
 
 def start_runtime() -> None:
