@@ -38,6 +38,10 @@ from tulu_jax.models.layers import _dtype
 from tulu_jax.models.paged_attention import PagedLayerCache
 
 
+# One group's pages of one layer, with the group dim in front: [groups, pages, page_size, 2 * kv_heads, head_dim].
+PAGE_AXES = ("rollout_group", None, None, "kv_heads", None)
+
+
 @dataclass(frozen=True)
 class DecodeSlots:
     """How a group decodes: ``slots`` rows at a time (0: a quarter of its rows), pages of ``page_size`` tokens,
@@ -110,11 +114,18 @@ def _generate_continuous(
     def by_group(array):  # [rows, ...] -> [groups, per_group, ...], the group dim over the rollout groups
         return constrain(array.reshape(groups, per_group, *array.shape[1:]))
 
-    def constrain(array):
+    def constrain(array, axes=None):
         if mesh is None:
             return array
-        spec = sharding.mesh_spec(("rollout_group",) + (None,) * (array.ndim - 1), array.shape, mesh, "sample")
+        axes = axes or ("rollout_group",) + (None,) * (array.ndim - 1)
+        spec = sharding.mesh_spec(axes, array.shape, mesh, "sample")
         return jax.lax.with_sharding_constraint(array, NamedSharding(mesh, spec))
+
+    def constrain_state(state):
+        # Pages split like the keys and values written into them (k and v of a head are adjacent), so no
+        # chip ever needs another chip's pages.
+        pages = tuple(constrain(layer, PAGE_AXES) for layer in state["pages"])
+        return {**jax.tree.map(constrain, {k: v for k, v in state.items() if k != "pages"}), "pages": pages}
 
     aligned, lengths = left_aligned(prompt_ids, prompt_mask)
     aligned, lengths, limits = by_group(aligned), by_group(lengths), by_group(row_limits.astype(jnp.int32))
@@ -214,7 +225,7 @@ def _generate_continuous(
 
     inputs = (aligned, lengths, limits, first_rows)
     state = jax.vmap(lambda _: empty_state(), spmd_axis_name=spmd)(first_rows)
-    state = jax.tree.map(constrain, state)
+    state = constrain_state(state)
     state = over_groups(functools.partial(admit, count=slots))(state, *inputs)
 
     def waiting(state):
@@ -230,7 +241,7 @@ def _generate_continuous(
                              lambda s: over_groups(functools.partial(admit, count=refill))(s, *inputs),
                              lambda s: s, state)
         state = over_groups(decode_step)(state, *inputs)
-        return jax.tree.map(constrain, state), steps + 1
+        return constrain_state(state), steps + 1
 
     state, steps = jax.lax.while_loop(busy, step, (state, jnp.int32(0)))
     flat = lambda array: array.reshape(rows, *array.shape[2:])

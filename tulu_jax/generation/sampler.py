@@ -238,7 +238,8 @@ def generate(
         output = function(*arguments)
     else:
         rows_2d, rows_1d = continuous.rollout_rows(sample_mesh, 2), continuous.rollout_rows(sample_mesh, 1)
-        arguments = (sampler_params, jax.device_put(prompt_ids, rows_2d), jax.device_put(prompt_mask, rows_2d), key,
+        arguments = (sampler_params, jax.device_put(prompt_ids, rows_2d), jax.device_put(prompt_mask, rows_2d),
+                     jax.device_put(key, sharding.replicated(sample_mesh)),
                      jax.device_put(limits, rows_1d))
         with sharding.activate(sample_mesh, "sample"):
             output = function(*arguments)

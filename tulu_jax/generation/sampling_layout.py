@@ -67,11 +67,15 @@ def group_size(config: LlamaConfig, device_count: int, tensor: int, free_hbm_byt
 
 
 def free_hbm_per_chip(mesh: Mesh) -> Optional[float]:
-    """What the accelerator says is free on this process's first chip now (None on CPU)."""
-    device = mesh.devices.flat[0]
-    if device.platform == "cpu":
+    """What the accelerator says is free on this process's first chip now (None on CPU or compile-only devices;
+    the planner passes its own figure to ``group_size``)."""
+    local = [device for device in mesh.devices.flat if device.process_index == jax.process_index()]
+    if not local or local[0].platform == "cpu":
         return None
-    stats = device.memory_stats() or {}
+    try:
+        stats = local[0].memory_stats() or {}
+    except jax.errors.JaxRuntimeError:  # compile-only devices have no memory to report
+        return None
     if "bytes_limit" not in stats:
         return None
     return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
@@ -86,24 +90,36 @@ def sampling_param_shardings(config: LlamaConfig, mesh: Mesh):
 
 @functools.lru_cache(maxsize=16)
 def resharder(config: LlamaConfig, sample_mesh: Optional[Mesh]):
-    """The one program that copies the params of ``config`` (any layout on the same devices; jit specialises
-    on it) into the sampling layout on ``sample_mesh``: cast to the compute dtype, layers unrolled."""
+    """The whole copy as one program (what the planner compiles to count its bytes): params of ``config`` in
+    any layout on the same devices, cast to the compute dtype, layers unrolled, in the sampling layout."""
+    cast_unrolled = _cast_unrolled(config)
+    if sample_mesh is None:
+        return cast_unrolled
+    return jax.jit(cast_unrolled, out_shardings=sampling_param_shardings(config, sample_mesh))
+
+
+@functools.lru_cache(maxsize=16)
+def _cast_unrolled(config: LlamaConfig):
+    """Cast to the compute dtype and unroll the layers where the params are (no data crosses chips)."""
     model = sampling_model(config)
     dtype = _dtype(config.compute_dtype)
 
-    def reshard(params):
+    def cast_unrolled(params):
         cast = jax.tree.map(lambda leaf: leaf.astype(dtype), params)
         return with_layers(cast, layers_as_list(cast, config), model)
 
-    if sample_mesh is None:
-        return jax.jit(reshard)
-    return jax.jit(reshard, out_shardings=sampling_param_shardings(config, sample_mesh))
+    return jax.jit(cast_unrolled)
 
 
 def to_sampling_layout(params, config: LlamaConfig, sample_mesh: Optional[Mesh]):
-    """``params`` of ``config`` in the sampling layout on ``sample_mesh`` (None: one device): a copy made once
-    per rollout."""
-    return resharder(config, sample_mesh)(params)
+    """``params`` of ``config`` in the sampling layout on ``sample_mesh`` (None: one device), copied once per
+    rollout: cast and unrolled in place, then moved weight by weight. One transfer per weight keeps every
+    chip's collectives in one order (XLA's CPU runtime may run the independent collectives of one program
+    in a different order on each device, and waits for ever when they meet; a TPU runs them in order)."""
+    local = _cast_unrolled(config)(params)
+    if sample_mesh is None:
+        return local
+    return jax.tree.map(jax.device_put, local, sampling_param_shardings(config, sample_mesh))
 
 
 def sample_mesh_for(mesh: Mesh, config: LlamaConfig, group: int = 0) -> Mesh:

@@ -48,9 +48,18 @@ class RolloutConfig:
     top_p: float = 1.0
     verifiable_reward: float = 10.0  # α: the score of a verified response
     nonstop_penalty: Optional[float] = None  # e.g. -10.0: the score of a response that never emitted EOS
+    # The sampler (generation.continuous on generation.sampling_layout): chips per sampling group (0: the
+    # smallest group whose share of the bf16 weights fits the free HBM), rows decoding at once per group
+    # (0: a quarter of the group's rows), KV page size in tokens.
+    sampling_group: int = 0
+    decode_slots: int = 0
+    page_size: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens"):
+        for name in ("sampling_group", "decode_slots"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"rollout.{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")
+        for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "page_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"rollout.{name} must be at least 1, got {getattr(self, name)}")
         if self.temperature <= 0:

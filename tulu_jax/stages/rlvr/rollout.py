@@ -1,9 +1,11 @@
 """Rollouts on the global mesh: sample with the in-JAX sampler, decode and score only this process's rows.
 
-Every process holds the same (small) prompt batch; the sampler runs on the training mesh over the policy's
-params as they sit in the train state, so no weights move. Its outputs stay sharded by row: each process
-decodes the rows its own devices hold and scores them with the verifiers on its host (plain Python,
-``tulu_jax.rewards.score``, chosen by each row's ``dataset``). Only per-row scores and scalars cross hosts.
+Every process holds the same (small) prompt batch. Once per rollout the policy is copied into the sampling
+layout (``generation.sampling_layout``: weights resident per group of chips, no gathers while decoding), and
+the continuous-batching sampler (``generation.continuous``) decodes each group's rows. Its outputs come
+back to the training mesh sharded by row: each process decodes the rows its own devices hold and scores
+them with the verifiers on its host (plain Python, ``tulu_jax.rewards.score``, chosen by each row's
+``dataset``). Only per-row scores and scalars cross hosts.
 
 A rollout batch is one :class:`RolloutBatch` of global arrays (rows ``N = prompts × samples_per_prompt``,
 a prompt's samples adjacent; columns ``P`` prompt then ``R`` response). The learner's prepare pass fills
@@ -25,7 +27,8 @@ from tulu_jax.errors import DataError, TuluError
 from tulu_jax.generation import SamplingConfig
 from tulu_jax.generation.evaluate import dataset_label
 from tulu_jax.generation.prompts import decode_response
-from tulu_jax.generation.sampler import compiled_sampler
+from tulu_jax.generation import continuous, sampling_layout
+from tulu_jax.generation.continuous import DecodeSlots
 from tulu_jax.models import LlamaConfig
 
 
@@ -153,25 +156,25 @@ class Sampler:
     """Samples, decodes and scores rollouts for one model and mesh (``sample`` is the whole rollout)."""
 
     def __init__(self, model_config: LlamaConfig, tokenizer, mesh: Mesh, stop_ids: Sequence[int], alpha: float,
-                 nonstop_penalty: Optional[float]):
+                 nonstop_penalty: Optional[float], sampling_group: int = 0, decode: DecodeSlots = DecodeSlots()):
         self.model_config, self.tokenizer, self.mesh = model_config, tokenizer, mesh
         self.stop_ids = tuple(sorted({int(token) for token in stop_ids}))
         self.alpha, self.nonstop_penalty = alpha, nonstop_penalty
+        self.sample_mesh = sampling_layout.sample_mesh_for(mesh, model_config, sampling_group)
+        self.decode = decode
 
     def sample(self, policy_params, prompt_batch: dict, key: jax.Array, sampling: SamplingConfig,
                max_new_tokens: int, samples_per_prompt: int) -> Rollout:
         """Responses for every prompt (``samples_per_prompt`` each), scored by this process's verifiers."""
         batch = repeat_prompts(prompt_batch, samples_per_prompt)
         rows_2d, rows_1d = sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1)
+        output = self._decode(policy_params, batch, key, sampling, max_new_tokens)
         prompt_ids = global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d)
         prompt_mask = global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d)
-        sampler = compiled_sampler(self.model_config, sampling, int(max_new_tokens), self.stop_ids,
-                                   int(self.tokenizer.pad_id), False, self.mesh)
-        with sharding.activate(self.mesh):
-            output = sampler(policy_params, prompt_ids, prompt_mask, key)
-        tokens, logprobs, lengths, stopped = jax.jit(
-            lambda *values: values, out_shardings=(rows_2d, rows_2d, rows_1d, rows_1d)
-        )(output.tokens, output.logprobs, output.lengths, output.stopped)
+        # Back to the training mesh's rows (the same devices hold the same rows when a group is a tensor group).
+        # One transfer per array: see sampling_layout.to_sampling_layout on the order of collectives.
+        tokens, logprobs = jax.device_put(output.tokens, rows_2d), jax.device_put(output.logprobs, rows_2d)
+        lengths, stopped = jax.device_put(output.lengths, rows_1d), jax.device_put(output.stopped, rows_1d)
 
         # This process's rows only: decode and verify on this host.
         rows, local_tokens = local_rows(tokens)
@@ -198,6 +201,23 @@ class Sampler:
         metrics = rollout_metrics(all_scores, all_verifier, all_lengths, all_stopped, labels)
         rollout_batch = _assemble(prompt_ids, prompt_mask, tokens, logprobs, lengths, global_scores)
         return Rollout(rollout_batch, metrics, all_verifier)
+
+    def _decode(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
+        """The continuous-batching sampler on the sampling mesh, over a copy of the policy in its layout."""
+        mesh = self.sample_mesh
+        rows = len(batch["dataset"])
+        groups = continuous.group_count(mesh)
+        continuous.check_rows(rows, groups)
+        rows_2d, rows_1d = continuous.rollout_rows(mesh, 2), continuous.rollout_rows(mesh, 1)
+        sampler_params = sampling_layout.to_sampling_layout(policy_params, self.model_config, mesh)
+        sampler = continuous.compiled_continuous_sampler(
+            sampling_layout.sampling_model(self.model_config), sampling, int(max_new_tokens), self.stop_ids,
+            int(self.tokenizer.pad_id), self.decode, groups, mesh)
+        key = jax.device_put(key, sharding.replicated(mesh))  # the same devices, named by the sampling mesh
+        with sharding.activate(mesh, "sample"):
+            return sampler(sampler_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
+                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key,
+                           global_array(np.full((rows,), max_new_tokens, np.int32), rows_1d))
 
 
 def rollout_metrics(scores: np.ndarray, verifier_scores: np.ndarray, lengths: np.ndarray, stopped: np.ndarray,

@@ -45,6 +45,7 @@ from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
 )
+from tulu_jax.generation.continuous import DecodeSlots
 from tulu_jax.stages.rlvr.rollout import RolloutBatch, Sampler
 from tulu_jax.training.loop import LoopSpec, run_training
 from tulu_jax.training.metrics import MetricsLogger
@@ -121,7 +122,8 @@ class RLVR:
         sharding.check_batch_divisible(self.eval_batch_size, mesh, "evaluation.batch_size")
         self.learner = build_rlvr_learner(config, mesh, model_config)
         self.sampler = Sampler(model_config, tokenizer, mesh, stop_ids_for(tokenizer, model_config),
-                               rollout.verifiable_reward, rollout.nonstop_penalty)
+                               rollout.verifiable_reward, rollout.nonstop_penalty, rollout.sampling_group,
+                               DecodeSlots(rollout.decode_slots, rollout.page_size))
         self.sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
         replicated = sharding.replicated(mesh)
         base_key = jax.random.PRNGKey(config.seed + ROLLOUT_KEY_SALT)
