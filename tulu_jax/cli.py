@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as error:
+        if _lost_a_peer(error):
+            return _fail(f"error: lost contact with another process of this run ({_first_line(error)}); it stopped "
+                         "or its host is unreachable. Rerun the same command on every host: it resumes from the "
+                         "newest checkpoint", 1)
         _tell_the_other_processes(error)
         raise
 
@@ -114,14 +118,35 @@ def _fail(line: str, code: int) -> int:
     return code
 
 
+# What a device collective raises when the process on the other end has gone (gloo on CPU hosts).
+PEER_LOST_SIGNS = ("Connection reset by peer", "Connection closed by peer", "Gloo ", "UNAVAILABLE")
+
+
+def _lost_a_peer(error: BaseException) -> bool:
+    """A runtime error of a multi-process run whose cause is a peer that went away; the peer watch is given a
+    few polls to say which one first (it ends the process itself when it does)."""
+    from tulu_jax.distributed.watch import current_watch
+
+    watch = current_watch()
+    if watch is None or type(error).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        return False
+    if not any(sign in str(error) for sign in PEER_LOST_SIGNS):
+        return False
+    watch.give_the_watch_time()
+    return True
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _tell_the_other_processes(error: BaseException) -> None:
     """An unexpected error (a bug, shown with its traceback) on one process: the others stop in one line."""
     from tulu_jax.distributed.watch import current_watch
 
     watch = current_watch()
     if watch is not None:
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        watch.notify_others(f"{type(error).__name__}: {first_line}")
+        watch.notify_others(f"{type(error).__name__}: {_first_line(error)}")
 
 
 if __name__ == "__main__":

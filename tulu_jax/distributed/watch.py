@@ -21,7 +21,7 @@ import time
 from typing import Callable, Optional
 
 POLL_SECONDS = 1.0
-LEAVE_SECONDS = 15.0
+LEAVE_SECONDS = 5.0  # the others leave within a poll or two of a stop notice
 STOP_PREFIX = "tulu_jax/stop/"  # + "<process id>/<member>": the one line a process ended with
 MEMBER_PREFIX = "tulu_jax/member/"  # + "<process id>": "<host>:<pid>" of the process that joined as it
 
@@ -77,12 +77,14 @@ class PeerWatch:
         _say(line)
         self._leave(code)
 
-    def notify_others(self, summary: str) -> None:
-        """An unexpected error here (its traceback follows): tell the others, and let this process end.
-
-        Waits a few polls first: when the error is the symptom of a peer that died (a collective that lost its
-        partner), the watch says that in one line and exits instead."""
+    def give_the_watch_time(self) -> None:
+        """Wait a few polls: when an error here is the symptom of a peer that died (a collective that lost its
+        partner), the watch names that peer in one line and exits this process meanwhile."""
         time.sleep(2 * POLL_SECONDS + 0.5)
+
+    def notify_others(self, summary: str) -> None:
+        """An unexpected error here (its traceback follows): tell the others, and let this process end."""
+        self.give_the_watch_time()
         if not self._claim_ending():
             return
         self._post_stop(f"{summary} (its traceback is in its log)")
