@@ -163,13 +163,22 @@ def data_work_share(output_dir: str) -> WorkShare:
         distributed.barrier(f"data {name} read")
         if jax.process_index() == 0:
             parts_dir.rmtree()
-            if not list(folder.iterdir()):
-                folder.rmdir()
+            _remove_if_empty(folder)
         # Without this, a peer's next exchange may create its folder while process 0 removes the parent.
         distributed.barrier(f"data {name} removed")
         return parts
 
     return WorkShare(jax.process_index(), jax.process_count(), exchange)
+
+
+def _remove_if_empty(folder: epath.Path) -> None:
+    """Remove ``folder`` when nothing is left in it. On an object store (gs://) a folder exists only while it
+    holds objects, so the last removal may already have taken it away."""
+    try:
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    except FileNotFoundError:
+        pass
 
 
 def run_config_dict(stage_config: Any, model_config: LlamaConfig) -> dict:
