@@ -52,12 +52,20 @@ def score(response: str, ground_truth, dataset) -> float:
             raise ValueError(f"{len(dataset)} datasets but {len(truths)} ground truths; they must pair up")
         return sum(score(response, truth, name) for truth, name in zip(truths, dataset)) / len(dataset)
     verifier = get_verifier(dataset)
+    _refuse_missing_label(ground_truth, dataset)
     if isinstance(ground_truth, (list, tuple)):
         # One verifier, several labels (e.g. several ifeval constraints on one prompt): the mean.
         if not ground_truth:
             raise ValueError("ground_truth is an empty list")
         return sum(_checked(verifier(response, truth), dataset) for truth in ground_truth) / len(ground_truth)
     return _checked(verifier(response, ground_truth), dataset)
+
+
+def _refuse_missing_label(ground_truth, dataset) -> None:
+    """An empty or null ground truth is no label: scoring it would call "" equal to an empty answer."""
+    if ground_truth is None or (isinstance(ground_truth, str) and not ground_truth.strip()):
+        raise ValueError(f"the ground truth for {dataset!r} is {'null' if ground_truth is None else 'empty'}; "
+                         "give every row its label (or drop the row)")
 
 
 def _checked(value, dataset) -> float:

@@ -8,17 +8,22 @@ Structure, as a grader reads it:
 - a list never equals a single value, so ``1,2`` is not ``12`` and ``3,5`` is not ``5``.
 Each element: equal strings, else equal exact numbers (any length, ``exact_numbers``), else digits with
 or without the base subscript the question asked for (``1011_2``), else a symbolic check through
-``Judge`` — at most ``MAX_SYMBOLIC_CHECKS`` per answer, each in the time-limited worker.
+``Judge`` — at most ``MAX_SYMBOLIC_CHECKS`` per answer, each in the time-limited worker, and all of them
+together within ``ANSWER_SECONDS``.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from fractions import Fraction
 
 from tulu_jax.rewards.exact_numbers import ExactNumber, decimal_value, numbers_equal, ratio_value
 
-MAX_SYMBOLIC_CHECKS = 16  # per answer; each may take the worker's whole time limit
+MAX_SYMBOLIC_CHECKS = 16  # per answer
+# All symbolic checks of one answer together (each is cut off when this runs out): a row of a 17-element set
+# whose every comparison would run into the worker's limit costs this, not 17 limits.
+ANSWER_SECONDS = 1.0
 MAX_ELEMENTS = 64  # a longer list is compared by string only
 
 _SIMPLE_FRACTION = re.compile(r"(-?)\\frac\{(-?\d+(?:\.\d+)?)\}\{(\d+(?:\.\d+)?)\}")
@@ -27,17 +32,25 @@ _CLOSING = {"(": ")", "[": "]", "{": "}"}
 
 
 class Judge:
-    """Symbolic element checks (``checker.equal``) with a budget shared by one answer's comparisons."""
+    """Symbolic element checks (``checker.equal``) with a count and a time budget shared by one answer's
+    comparisons; a check gets at most the time left (``checker.equal(..., seconds=)``)."""
 
-    def __init__(self, checker=None, budget: int = MAX_SYMBOLIC_CHECKS):
+    def __init__(self, checker=None, budget: int = MAX_SYMBOLIC_CHECKS, seconds: float = ANSWER_SECONDS):
         self.checker = checker
         self.remaining = budget if checker is not None else 0
+        self.seconds = seconds
+        self._deadline: float | None = None  # set by the first check
 
     def equal(self, first: str, second: str, method: str = "sympy") -> bool:
         if self.remaining <= 0 or not first or not second:
             return False
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.seconds
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            return False
         self.remaining -= 1
-        return self.checker.equal(first, second, method=method)
+        return self.checker.equal(first, second, method=method, seconds=left)
 
 
 def exact_number(canonical: str) -> ExactNumber | None:

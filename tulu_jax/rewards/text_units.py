@@ -30,14 +30,26 @@ def count_whole_word(text: str, phrase: str) -> int:
     return len(re.findall(pattern, text, flags=re.IGNORECASE))
 
 
+# Longer than any abbreviation or initial: how far back the token before a period is read (keeps the
+# sentence split linear in the text's length).
+_TOKEN_LOOKBACK = 32
+
+
+def _token_before(text: str, end: int) -> str:
+    """The run of word characters and periods that ends at ``end`` (its last ``_TOKEN_LOOKBACK`` characters)."""
+    start = end
+    while start > 0 and end - start < _TOKEN_LOOKBACK and (text[start - 1] in "._" or text[start - 1].isalnum()):
+        start -= 1
+    return text[start:end]
+
+
 def _ends_sentence(text: str, match: re.Match) -> bool:
     """False for the period of an abbreviation or an initial ("Dr. Smith", "J. R. R. Tolkien")."""
     if not match.group(0).startswith("."):
         return True
-    preceding = re.search(r"([\w.]+)$", text[: match.start()])
-    if not preceding:
+    token = _token_before(text, match.start()).lower()
+    if not token:
         return True
-    token = preceding.group(1).lower()
     if token in _ABBREVIATIONS:
         return False
     return not (len(token) == 1 and token.isalpha() and text[match.start() - 1].isupper())

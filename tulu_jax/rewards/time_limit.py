@@ -66,9 +66,9 @@ class SymbolicChecker:
         process.kill()
         process.wait()
 
-    def equal(self, first: str, second: str, method: str = "sympy") -> bool:
+    def equal(self, first: str, second: str, method: str = "sympy", seconds: float | None = None) -> bool:
         """True when the worker's ``method`` judge (``sympy``, ``math_verify``) proves ``first == second``
-        within the time limit; False otherwise."""
+        within the time limit (or ``seconds``, when shorter); False otherwise."""
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._process = self._start()
@@ -79,7 +79,7 @@ class SymbolicChecker:
             except BrokenPipeError:
                 self._process = None
                 return False
-            line = self._read_line(process, self.seconds)
+            line = self._read_line(process, self.seconds if seconds is None else min(seconds, self.seconds))
             if line is None:
                 self.timeouts += 1
                 self._kill(process)
