@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 POLICY_FIELDS = ("param_dtype", "compute_dtype", "remat", "scan_layers", "attention", "splash_block_q",
                  "splash_block_kv")
 EXPORT_DIR = "hf"
+# A vocabulary is padded to a multiple for layout, never by more than this many rows.
+MAX_RESIZE_MULTIPLE = 4096
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class ModelConfig:
         if not str(self.source).strip():
             raise ValueError("model.source is empty: give a preset name, a Hugging Face directory or an earlier "
                              "stage's output_dir")
+        if not 1 <= self.resize_vocab_multiple <= MAX_RESIZE_MULTIPLE:
+            raise ConfigError(
+                f"model.resize_vocab_multiple must be between 1 and {MAX_RESIZE_MULTIPLE}, got "
+                f"{self.resize_vocab_multiple}: the vocabulary grows to the tokenizer size rounded up to it "
+                f"(Tülu: {DEFAULT_MULTIPLE}; 128 or 256 suit TPU layouts)"
+            )
 
 
 def model_directory(source: str) -> Optional[epath.Path]:

@@ -19,6 +19,7 @@ from tulu_jax.errors import ConfigError
 from tulu_jax.objectives.registry import RLObjectiveConfig, advantage_estimator_entry
 from tulu_jax.sharding import MeshConfig
 from tulu_jax.stages.common import ModelConfig
+from tulu_jax.stages.rlvr.numbers import check_rlvr_numbers
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
 
 
@@ -132,6 +133,7 @@ class RLVRConfig:
     seed: int = 1
 
     def __post_init__(self) -> None:
+        check_rlvr_numbers(self)
         objective, rollout = self.objective, self.rollout
         estimator = advantage_estimator_entry(objective.advantage_estimator)
         if estimator.needs_groups:
