@@ -158,8 +158,11 @@ def _rlvr_prompts(encoder: ExampleEncoder, records: Sequence[Record], config: Da
 
 
 def padding_note(tokenizer) -> str:
-    """Which token pads the rows, and whether it is EOS (a tokenizer without a pad token)."""
-    same = " = EOS, as the tokenizer has no pad token" if tokenizer.pad_id == tokenizer.eos_id else ""
+    """Which token pads the rows, and whether it is EOS (borrowed by a tokenizer without a pad token, or declared)."""
+    same = ""
+    if tokenizer.pad_id == tokenizer.eos_id:
+        borrowed = getattr(tokenizer, "pad_is_borrowed_eos", False)
+        same = " = EOS, as the tokenizer has no pad token" if borrowed else " = EOS, the tokenizer's own pad token"
     return f"padding with {tokenizer.pad_token!r} (id {tokenizer.pad_id}{same})"
 
 

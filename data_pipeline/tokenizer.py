@@ -26,6 +26,7 @@ class Tokenizer(Protocol):
     bos_token: Optional[str]
     vocab_size: int
     chat_template: Optional[str]
+    pad_is_borrowed_eos: bool  # True when the tokenizer declares no pad token and EOS pads instead
 
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
@@ -85,6 +86,7 @@ class HFTokenizer:
         self.bos_token = _token_text(config.get("bos_token"))
         self.bos_id = self._require_id(self.bos_token, "bos_token") if self.bos_token else None
         pad_token = _token_text(config.get("pad_token"))
+        self.pad_is_borrowed_eos = not pad_token
         if pad_token:
             self.pad_token, self.pad_id = pad_token, self._require_id(pad_token, "pad_token")
         else:
@@ -138,6 +140,7 @@ class SentencePieceTokenizer:
         self.bos_id = self._sp.bos_id() if self._sp.bos_id() >= 0 else None
         self.bos_token = self._sp.id_to_piece(self.bos_id) if self.bos_id is not None else None
         pad = self._sp.pad_id() if self._sp.pad_id() >= 0 else self.token_to_id("<pad>")
+        self.pad_is_borrowed_eos = pad is None
         if pad is not None:
             self.pad_token, self.pad_id = self._sp.id_to_piece(pad), pad
         else:
