@@ -7,7 +7,11 @@ allocated; libtpu compiles for compile-only devices of the requested slice. A st
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -94,10 +98,13 @@ def compile_program(program: Program, chip: Optional[ChipSpec] = None) -> Compil
     start = time.perf_counter()
     lowered = program.lower()
     resident = per_chip_bytes(program.resident)
+    dump = tempfile.mkdtemp(prefix="tulu-plan-hlo-") if chip is not None else None
     try:
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=_dump_options(dump)) if dump else lowered.compile()
     except Exception as error:  # noqa: BLE001 - XLA raises a plain runtime error for exhausted memory
         text = str(error)
+        if dump:
+            shutil.rmtree(dump, ignore_errors=True)
         if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
             raise
         argument_bytes = per_chip_bytes(program.inputs)
@@ -113,7 +120,8 @@ def compile_program(program: Program, chip: Optional[ChipSpec] = None) -> Compil
     hlo = None
     if chip is not None:
         mesh = program.mesh if program.mesh is not None else program.function.mesh
-        hlo = read_hlo_cost(compiled.as_text(), mesh, chip, program.unknown_trip_counts)
+        hlo = read_hlo_cost(_optimized_hlo(dump), mesh, chip, program.unknown_trip_counts)
+        shutil.rmtree(dump, ignore_errors=True)
     return CompiledProgram(
         program,
         compile_seconds=seconds,
@@ -126,6 +134,20 @@ def compile_program(program: Program, chip: Optional[ChipSpec] = None) -> Compil
         flops_per_chip=float(cost["flops"]) if "flops" in cost else None,
         hlo=hlo,
     )
+
+
+def _dump_options(directory: str) -> dict:
+    """Have the compiler write its optimized HLO as text. ``compiled.as_text()`` rebuilds the module from its
+    proto and fails on some TPU programs ("async-update instruction should have 1 operands but sees 3")."""
+    return {"xla_dump_to": directory, "xla_dump_hlo_as_text": True, "xla_dump_hlo_pass_re": "^$"}
+
+
+def _optimized_hlo(directory: str) -> str:
+    dumps = sorted(glob.glob(os.path.join(directory, "*.after_optimizations.txt")), key=os.path.getsize)
+    if not dumps:
+        raise RuntimeError(f"the compiler wrote no optimized HLO to {directory}")
+    with open(dumps[-1]) as file:  # the program itself (the largest, should the compiler dump helpers too)
+        return file.read()
 
 
 _SIZE = r"([\d.]+)\s*([KMGT]?)i?B?"
