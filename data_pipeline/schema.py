@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Collection, Iterable, Iterator, Optional
+from typing import Any, Collection, Iterable, Iterator, Mapping, Optional
 
 from data_pipeline.errors import DataError
 from data_pipeline.sources import Record
@@ -117,10 +117,26 @@ def check_preference(data: dict[str, Any]) -> dict[str, Any]:
     return {"chosen": chosen, "rejected": rejected}
 
 
-def _check_datasets(dataset: str | list[str], known: Collection[str]) -> None:
-    for name in [dataset] if isinstance(dataset, str) else dataset:
-        if name not in known:
+def _check_datasets(dataset: str | list[str], ground_truth: str | list[str], known: Collection[str]) -> None:
+    """Each dataset name must be ``known`` (compared as the verifier registry does: stripped, lower case).
+
+    When ``known`` maps names to label checks (``check(ground_truth)`` raising ``ValueError``), each label is
+    read by its verifier's check too, so a malformed one is found here, with its file and line."""
+    if isinstance(dataset, str):  # one verifier, one label or several (e.g. several ifeval constraints)
+        pairs = [(dataset, truth) for truth in (ground_truth if isinstance(ground_truth, list) else [ground_truth])]
+    else:
+        pairs = list(zip(dataset, ground_truth if isinstance(ground_truth, list) else [ground_truth] * len(dataset)))
+    lowered = {str(name).strip().lower(): name for name in known}
+    for name, truth in pairs:
+        key = str(name).strip().lower()
+        if key not in lowered:
             raise InvalidRecord("unknown_dataset", f"dataset {name!r} names no verifier; known: {', '.join(sorted(known))}")
+        check = known.get(lowered[key]) if isinstance(known, Mapping) else None
+        if check is not None:
+            try:
+                check(truth)
+            except ValueError as error:
+                raise InvalidRecord("bad_ground_truth", f"ground_truth for {name!r}: {error}") from None
 
 
 def _check_labels(value: Any, field: str) -> str | list[str]:
@@ -160,7 +176,7 @@ def validate_records(
         try:
             checked = check(record.data)
             if kind == "rlvr" and known_datasets is not None:
-                _check_datasets(checked["dataset"], known_datasets)
+                _check_datasets(checked["dataset"], checked["ground_truth"], known_datasets)
             yield Record(checked, record.origin)
         except InvalidRecord as problem:
             if policy == "error":

@@ -8,6 +8,9 @@ When ``dataset`` is a list (a prompt with several verifiable parts), the score i
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from tulu_jax.errors import TuluError
 from tulu_jax.rewards.gsm8k import verify_gsm8k, verify_gsm8k_reference
 from tulu_jax.rewards.ifeval_google import GoogleResult, evaluate_google
 from tulu_jax.rewards.ifeval_tulu import IfevalGroundTruthError, verify_ifeval
@@ -22,7 +25,7 @@ from tulu_jax.rewards.registry import (
 
 __all__ = [
     "GoogleResult", "IfevalGroundTruthError", "UnknownDatasetError", "evaluate_google", "extract_response",
-    "get_verifier", "register_verifier", "registered_datasets", "reward", "score", "unregister_verifier",
+    "get_verifier", "label_checks", "register_verifier", "registered_datasets", "reward", "score", "unregister_verifier",
 ]
 
 ASSISTANT_MARKER = "<|assistant|>\n"
@@ -59,6 +62,23 @@ def score(response: str, ground_truth, dataset) -> float:
             raise ValueError("ground_truth is an empty list")
         return sum(_checked(verifier(response, truth), dataset) for truth in ground_truth) / len(ground_truth)
     return _checked(verifier(response, ground_truth), dataset)
+
+
+def label_checks() -> dict[str, Callable[[Any], None]]:
+    """For data preparation: each verifier name mapped to a check of one ground truth that raises ``ValueError``
+    when the verifier cannot read it (it scores an empty response against the label: cheap, and the label
+    is parsed exactly as at a rollout step)."""
+
+    def check_for(name: str) -> Callable[[Any], None]:
+        def check(ground_truth) -> None:
+            try:
+                score("", ground_truth, name)
+            except (TuluError, ValueError, TypeError) as error:
+                raise ValueError(str(error)) from None
+
+        return check
+
+    return {name: check_for(name) for name in registered_datasets()}
 
 
 def _refuse_missing_label(ground_truth, dataset) -> None:

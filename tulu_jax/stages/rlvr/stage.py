@@ -27,7 +27,7 @@ from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.loader import BatchLoader
 from data_pipeline.paths import as_path
 from data_pipeline.pipeline import rlvr_batch_fn
-from tulu_jax import distributed, sharding
+from tulu_jax import distributed, rewards, sharding
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
 from tulu_jax.config import to_yaml
 from tulu_jax.generation import SamplingConfig
@@ -230,7 +230,8 @@ def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None, *, tokenizer=Non
     if prompts is None:
         from data_pipeline.pipeline import prepare_data
 
-        data = prepare_data(config.data, kind="rlvr", log=log.info, share=data_work_share(config.output_dir))
+        data = prepare_data(config.data, kind="rlvr", log=log.info, share=data_work_share(config.output_dir),
+                            known_datasets=rewards.label_checks())
         tokenizer, prompts, eval_prompts = data.tokenizer, data.train, data.eval
     model_config = resolve_model_config(config.model, tokenizer.vocab_size)
     check_vocab(model_config, tokenizer.vocab_size, config.data.tokenizer)
