@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory to write the Hugging Face model to (local, file:// or gs://)")
     parser.add_argument("--step", type=int, help="with --checkpoint: which step (default: the newest)")
     parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer files to copy (default: the source's, if any)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="tensor dtype to write (default: as stored)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="tensor dtype to write (default: as stored; a checkpoint in float16 or in "
+                        "several dtypes needs it)")
     parser.add_argument("--max-shard-gb", type=float, default=5.0, help="largest safetensors shard (default 5 GB)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty --to-hf directory whole (without it, a non-empty one is refused)")
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from tulu_jax.hf import read_hf_config, write_hf_side_files
     from tulu_jax.hf.safetensors_index import SafetensorsIndex
     from tulu_jax.hf.sharded_load import load_hf_params_sharded
+    from tulu_jax.hf.stored_dtype import conversion_dtype
     from tulu_jax.hf.streamed_export import export_params_streamed
     from tulu_jax.models import param_logical_axes
     from tulu_jax.models.params import param_shapes
@@ -45,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.from_hf:
         source = as_path(args.from_hf)
         _refuse_writing_over(out, "--from-hf", source)
-        stored = SafetensorsIndex(source).tensors["model.embed_tokens.weight"].dtype
-        config = read_hf_config(source).replace(param_dtype="bfloat16" if "bfloat16" in str(stored) else "float32")
+        dtype = conversion_dtype(SafetensorsIndex(source), args.dtype, str(source))
+        config = read_hf_config(source).replace(param_dtype=dtype)
         mesh = make_mesh(MeshConfig(), jax.devices())
         params = load_hf_params_sharded(source, config, tree_shardings(mesh, param_logical_axes(config),
                                                                        param_shapes(config)))

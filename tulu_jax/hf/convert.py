@@ -19,6 +19,7 @@ from data_pipeline.paths import as_path
 from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.mapping import IGNORED_SUFFIXES, LAYER_RULES, expected_hf_names
 from tulu_jax.hf.safetensors_io import read_checkpoint_dir, write_checkpoint_dir
+from tulu_jax.hf.tied_head import check_tied_head
 from tulu_jax.models.config import LlamaConfig, from_hf_dict, to_hf_dict
 
 TOKENIZER_FILES = (
@@ -34,7 +35,11 @@ def read_hf_config(directory) -> LlamaConfig:
     path = as_path(directory) / "config.json"
     if not path.exists():
         raise CheckpointError(f"{directory} is not a Hugging Face model directory: config.json is missing")
-    return from_hf_dict(json.loads(path.read_text()), where=str(path))
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error}); restore the file from the model's source") from None
+    return from_hf_dict(settings, where=str(path))
 
 
 def load_hf_checkpoint(directory: Path, **policy: Any) -> tuple[LlamaConfig, dict]:
@@ -52,7 +57,7 @@ def check_tensor_names(tensors: Mapping[str, Any], config: LlamaConfig, where: s
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CheckpointError(f"{where}: missing tensors {shown} for a {config.num_layers}-layer Llama")
-    # A tied checkpoint may still carry a copy of the head; it is ignored.
+    # A tied checkpoint may still carry a copy of the head (``tied_head`` refuses one that differs).
     expected_set = set(expected)
     unknown = [
         name
@@ -66,6 +71,8 @@ def check_tensor_names(tensors: Mapping[str, Any], config: LlamaConfig, where: s
 
 def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: LlamaConfig, where: str = "checkpoint") -> dict:
     check_tensor_names(tensors, config, where)
+    check_tied_head(config.tie_word_embeddings, tensors.__contains__, lambda name: tuple(np.shape(tensors[name])),
+                    lambda name, row: np.asarray(tensors[name][row]), where)
 
     target_dtype = ml_dtypes.bfloat16 if config.param_dtype == "bfloat16" else np.float32
 

@@ -20,6 +20,7 @@ from tulu_jax.errors import CheckpointError
 from tulu_jax.hf.convert import check_tensor_names
 from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
 from tulu_jax.hf.safetensors_index import SafetensorsIndex
+from tulu_jax.hf.tied_head import check_tied_head
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.params import param_shapes
 
@@ -31,6 +32,8 @@ def load_hf_params_sharded(directory: str | os.PathLike, config: LlamaConfig, sh
     """
     index = SafetensorsIndex(directory)
     check_tensor_names(index.tensors, config, where=str(directory))
+    check_tied_head(config.tie_word_embeddings, index.__contains__, index.shape,
+                    lambda name, row: index.read_region(name, slice(row, row + 1)), str(directory))
     target = np.dtype(ml_dtypes.bfloat16) if config.param_dtype == "bfloat16" else np.dtype(np.float32)
     sources = _sources(config)
     shapes = param_shapes(config)

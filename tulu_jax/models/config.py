@@ -165,8 +165,32 @@ MODELLED_HF_KEYS = frozenset({
 SUPPORTED_HIDDEN_ACTS = ("silu", "swish")  # transformers maps both to SiLU
 
 
+LLAMA3_ROPE_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+# config.json keys that must hold positive whole numbers (None: may be absent).
+REQUIRED_HF_INTEGERS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+OPTIONAL_HF_INTEGERS = ("num_key_value_heads", "head_dim", "max_position_embeddings")
+
+
+def _check_hf_numbers(hf: Any, where: str) -> None:
+    """Raise ``ConfigError`` naming the key when a shape field of ``config.json`` is missing or not a positive
+    integer (a damaged file would otherwise be a KeyError or TypeError far from here)."""
+    if not isinstance(hf, dict):
+        raise ConfigError(f"{where}: expected a JSON object of model settings, got {type(hf).__name__}")
+    for key in REQUIRED_HF_INTEGERS + OPTIONAL_HF_INTEGERS:
+        if key not in hf or (key in OPTIONAL_HF_INTEGERS and hf[key] is None):
+            if key in REQUIRED_HF_INTEGERS:
+                raise ConfigError(f"{where}: {key} is missing; a Llama config.json gives every one of "
+                                  f"{', '.join(REQUIRED_HF_INTEGERS)}")
+            continue
+        value = hf[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+
+
 def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
     """Read a Hugging Face ``config.json`` mapping (transformers 4.x ``rope_scaling`` or 5.x ``rope_parameters``)."""
+    if not isinstance(hf, dict):
+        raise ConfigError(f"{where}: expected a JSON object of model settings, got {type(hf).__name__}")
     architectures = hf.get("architectures") or []
     model_type = hf.get("model_type")
     if model_type != "llama" or (architectures and not any("Llama" in a for a in architectures)):
@@ -174,13 +198,22 @@ def from_hf_dict(hf: dict[str, Any], where: str = "config.json") -> LlamaConfig:
             f"{where}: model_type={model_type!r}, architectures={architectures!r}: only Llama checkpoints "
             "(model_type 'llama', LlamaForCausalLM) can be converted"
         )
+    _check_hf_numbers(hf, where)
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        key = "rope_parameters" if hf.get("rope_parameters") else "rope_scaling"
+        raise ConfigError(f"{where}: {key} must be a mapping (e.g. {{\"rope_type\": \"llama3\", \"factor\": 8.0, ...}}), "
+                          f"got {rope!r}")
     rope_theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type not in ("llama3", "default"):
         raise ConfigError(f"{where}: rope type {rope_type!r} is not supported (llama3 or default)")
     scaling = None
     if rope_type == "llama3":
+        missing = [key for key in LLAMA3_ROPE_KEYS if key not in rope]
+        if missing:
+            raise ConfigError(f"{where}: llama3 rope scaling lacks {', '.join(missing)}; a Llama 3.1 config.json has "
+                              f"all of {', '.join(LLAMA3_ROPE_KEYS)}")
         scaling = RopeScaling(
             rope_type="llama3",
             factor=float(rope["factor"]),
