@@ -80,7 +80,7 @@ class TuneResult:
         return ranked[0] if ranked else None
 
     def shipped(self) -> Optional[Trial]:
-        return next((trial for trial in self.trials if trial.candidate.label == "shipped"), None)
+        return next((trial for trial in self.trials if trial.candidate.label.startswith("shipped")), None)
 
 
 def _stage_rows(target: PlanTarget) -> int:
@@ -152,7 +152,7 @@ def tune(
             return trial
         best = result.best
         bound = _compute_seconds(target, candidate, topology)
-        if candidate.label == "" and best is not None and bound is not None and bound >= best.plan.step_seconds:
+        if not candidate.label and best is not None and bound is not None and bound >= best.plan.step_seconds:
             trial.skipped = f"its compute time alone ({bound:.2f} s) is no better than the best ({best.plan.step_seconds:.2f} s)"
             result.trials.append(trial)
             return trial
@@ -170,7 +170,11 @@ def tune(
     run(shipped)
     for extra in include:
         named = _current(load_plan_target(config_path, [*overrides, *extra], stage, model), chips)
-        run(Candidate(named.remat, named.mesh, named.micro_batches, "included: " + " ".join(extra)))
+        label = "included: " + " ".join(extra)
+        if (named.remat, named.mesh, named.micro_batches) == (shipped.remat, shipped.mesh, shipped.micro_batches):
+            result.trials[0].candidate = Candidate(shipped.remat, shipped.mesh, shipped.micro_batches, "shipped; " + label)
+            continue
+        run(Candidate(named.remat, named.mesh, named.micro_batches, label))
     meshes = candidate_meshes(target, chips)
     # Meshes in order of least tensor parallelism (fewest activation all-reduces) first.
     for mesh in meshes:
@@ -181,7 +185,7 @@ def tune(
             fitted = False
             for count in counts:
                 candidate = Candidate(remat, mesh, count)
-                if candidate == Candidate(shipped.remat, shipped.mesh, shipped.micro_batches):
+                if (remat, mesh, count) == (shipped.remat, shipped.mesh, shipped.micro_batches):
                     trial = result.trials[0]
                 else:
                     trial = run(candidate)
