@@ -42,3 +42,22 @@ def same_or_within(location: str | os.PathLike, place: str | os.PathLike) -> boo
 def _comparable(location: str | os.PathLike) -> str:
     path = os.fspath(as_path(location))
     return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+
+def check_bucket_exists(location: str | os.PathLike, key: str) -> None:
+    """Raise ``UserError`` when ``location`` is an object-store URL whose bucket does not exist (an object store
+    says so only as a bare "not found" deep inside the first read or write)."""
+    from data_pipeline.errors import UserError
+
+    text = os.fspath(as_path(location))
+    if not is_remote(text):
+        return
+    scheme, rest = text.split("://", 1)
+    bucket = f"{scheme}://{rest.split('/', 1)[0]}"
+    try:
+        found = epath.Path(bucket).exists()
+    except OSError:
+        found = False
+    if not found:
+        raise UserError(f"{key} {text}: the bucket {bucket} does not exist, or these credentials cannot see it; "
+                        "create it or correct the name")

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from data_pipeline.paths import as_path
+    from data_pipeline.paths import as_path, check_bucket_exists
     from tulu_jax.hf import read_hf_config, write_hf_side_files
     from tulu_jax.hf.safetensors_index import SafetensorsIndex
     from tulu_jax.hf.sharded_load import load_hf_params_sharded
@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from tulu_jax.models.params import param_shapes
     from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
 
+    for flag, location in (("--to-hf", args.to_hf), ("--from-hf", args.from_hf), ("--checkpoint", args.checkpoint)):
+        if location:
+            check_bucket_exists(location, flag)
     out = as_path(args.to_hf)
     if args.from_hf:
         source = as_path(args.from_hf)

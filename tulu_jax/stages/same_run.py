@@ -14,7 +14,7 @@ import json
 import uuid
 from typing import Any, Iterator
 
-from data_pipeline.paths import as_path, is_remote
+from data_pipeline.paths import as_path, check_bucket_exists, is_remote
 from tulu_jax import distributed
 from tulu_jax.config import to_dict
 from tulu_jax.errors import ConfigError
@@ -27,7 +27,9 @@ TOKEN_PREFIX = ".tulu-jax-shared-"
 
 
 def start_stage(config: Any) -> None:
-    """What every stage checks before it reads data or touches a device (alone, only the input check)."""
+    """What every stage checks before it reads data or touches a device (alone, only the local checks)."""
+    for key, location in [("output_dir", config.output_dir), *stage_inputs(config)]:
+        check_bucket_exists(location, key)
     agree_on_config(config)
     check_inputs_outside_outputs(config)
     check_output_dir_shared(config.output_dir)
