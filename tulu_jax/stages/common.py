@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
@@ -105,14 +106,29 @@ def load_model_params(model: ModelConfig, config: LlamaConfig, seed: int, shardi
         return init_params_sharded(lambda key: init_params(config, key), seed, shardings)
     stored = read_hf_config(directory).vocab_size
     if stored == config.vocab_size:
-        return load_hf_params_sharded(directory, config, shardings)
+        return refuse_non_finite(load_hf_params_sharded(directory, config, shardings), model.source)
     as_stored = config.replace(vocab_size=stored)
     mesh = jax.tree.leaves(shardings)[0].mesh
-    params = load_hf_params_sharded(directory, as_stored, tree_shardings(mesh, param_logical_axes(as_stored),
-                                                                         param_shapes(as_stored)))
+    params = refuse_non_finite(load_hf_params_sharded(
+        directory, as_stored, tree_shardings(mesh, param_logical_axes(as_stored), param_shapes(as_stored))),
+        model.source)
     log.info("vocabulary grown from %d to %d rows for the tokenizer (new rows: the mean of the old ones)",
              stored, config.vocab_size)
     return resize_vocab(params, config.vocab_size, tie_word_embeddings=config.tie_word_embeddings, shardings=shardings)
+
+
+def refuse_non_finite(params: Any, source: str) -> Any:
+    """``params``, unless a tensor holds NaN or inf: then a ``CheckpointError`` naming it, before any step (a
+    run from such weights fails its first step's finiteness check with advice about the learning rate)."""
+    mesh = jax.tree.leaves(params)[0].sharding.mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    finite = jax.jit(lambda tree: jax.tree.map(lambda leaf: jnp.all(jnp.isfinite(leaf)), tree),
+                     out_shardings=replicated)(params)
+    bad = [jax.tree_util.keystr(path) for path, ok in jax.tree_util.tree_leaves_with_path(finite) if not bool(ok)]
+    if bad:
+        raise CheckpointError(f"model.source {source} holds NaN or inf values in {', '.join(bad[:5])}"
+                              f"{' and more' if len(bad) > 5 else ''}; the checkpoint is damaged: use another")
+    return params
 
 
 def export_hf(
