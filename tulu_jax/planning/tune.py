@@ -14,7 +14,9 @@ two minutes on a 2-core machine):
   rung executes at least the FLOPs of the one before and moves at least its bytes (remat reruns work, more
   micro-batches gather the weights again), so it cannot be estimated faster; it is tried only for memory;
 - **bound**: a candidate whose compute time alone (FLOPs at peak, known before compiling) is no better than
-  the best lower bound found so far is skipped;
+  the best lower bound found so far is skipped. Ties are skipped too: once a compute-bound candidate is
+  found, other meshes with the same FLOPs cannot beat its lower bound, though one might have a smaller upper
+  bound (plan it with ``--tune-include`` to see);
 - **budget**: no new compile starts after ``budget_minutes``; the table says which candidates were skipped.
 """
 
