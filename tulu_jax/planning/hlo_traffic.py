@@ -10,9 +10,12 @@ honest, as XLA's own cost analysis does:
   writes one token's keys and values, not the whole cache;
 - an op in a ``while`` body counts once per trip (``HloModule`` multiplies the trip counts down).
 
-What is not modelled: re-reads when a fused operand is larger than vector memory, and the compiler's
-prefetches into vector memory beyond counting their HBM side once. So this is an estimate of traffic, not a
-measurement.
+What is not modelled: re-reads when a fused operand is larger than vector memory (a matmul's tiles), and
+the compiler's prefetches into vector memory beyond counting their HBM side once. So it is an estimate that
+leans low, fit for a lower bound: on a loop-free tiny SFT step (tests/tpu/test_plan.py's, v5p-16) it counts
+128 MB per chip, 221 MB with vector-memory buffers included, where XLA's own cost analysis says 288 MB
+(``bytes accessed``, which counts every memory space, and which the planner cannot use: it counts a loop body
+once).
 """
 
 from __future__ import annotations
