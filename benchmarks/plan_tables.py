@@ -68,6 +68,7 @@ def plan_row(config: str, topology: str, overrides) -> dict:
         mesh="×".join(map(str, plan.mesh_shape)), fits=plan.fits, verdict=plan.verdict(),
         peak_gib=peak.total_bytes / GIB, peak_program=peak.name, hbm_gib=plan.hbm_bytes / GIB,
         temps_gib=peak.temp_bytes / GIB, step_seconds=plan.step_seconds, mfu=plan.mfu,
+        step_seconds_upper=plan.step_seconds_upper, mfu_upper=plan.mfu_upper_time,
         tokens_per_second_per_chip=plan.tokens_per_second_per_chip,
         rollout_seconds=sum(plan.seconds(p) for p in sampler) if sampler else None,
         host_gib=plan.host.peak_bytes / GIB, host_ram_gib=plan.host.host_ram_bytes / GIB, host_fits=plan.host.fits,
@@ -89,10 +90,14 @@ def markdown_row(record: dict) -> str:
     temps = "refused" if not record["fits"] and record["temps_gib"] == 0 else f"{record['temps_gib']:.2f}"
     rollout = f"{record['rollout_seconds']:.1f}" if record.get("rollout_seconds") is not None else ""
     host = f"{record['host_gib']:.0f} / {record['host_ram_gib']:.0f}" + ("" if record["host_fits"] else " **over**")
+    step, mfu = f"{record['step_seconds']:.2f}", f"{record['mfu']:.0%}"
+    if "step_seconds_upper" in record:  # rows made since the planner reads HBM and ICI (issue 32): both bounds
+        step += f" – {record['step_seconds_upper']:.2f}"
+        mfu += f" – {record['mfu_upper']:.0%}"
     return (
         f"| {name} | {record['topology']} | {record['mesh']} | {record['peak_gib']:.1f} / {record['hbm_gib']:.0f} "
-        f"({record['peak_program']}) | {temps} | {fits} | {record['step_seconds']:.2f} "
-        f"| {record['mfu']:.0%} | {record['tokens_per_second_per_chip']:,.0f} | {rollout} | {host} "
+        f"({record['peak_program']}) | {temps} | {fits} | {step} "
+        f"| {mfu} | {record['tokens_per_second_per_chip']:,.0f} | {rollout} | {host} "
         f"| {record['wall_seconds']:.0f} |"
     )
 
