@@ -94,6 +94,8 @@ def input_identity(location: str) -> str:
     path = as_path(location)
     if not path.exists():
         return "(missing)"
+    if (path / "hf" / "config.json").exists() and not (path / "config.json").exists():
+        path = path / "hf"  # an earlier stage's output_dir: the export is what is read, not its checkpoints
     files = sorted(_files(path))[:MAX_FILES]
     digest = hashlib.sha256()
     total = 0
