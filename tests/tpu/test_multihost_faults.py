@@ -101,6 +101,7 @@ def test_two_processes_with_one_id_are_refused(inputs, tmp_path):
         assert "TULU_PROCESS_ID" in one_error_line(text)
 
 
+@pytest.mark.slow  # 90 s here; make test keeps the killed DPO peer of tests/tpu/test_multihost_stages.py
 def test_a_killed_peer_stops_the_survivor_in_one_line_and_a_finished_run_ends_cleanly(inputs, tmp_path):
     address = f"127.0.0.1:{launch.free_port()}"
     logs = [tmp_path / f"finished-{index}.log" for index in range(2)]

@@ -149,6 +149,10 @@ def test_a_killed_process_stops_its_peer_and_both_resume_to_the_same_export(work
         processes[0].kill()
         pytest.fail("the surviving process did not stop within 120 s of its peer's death")
     assert survivor_code != 0 and time.monotonic() - killed_at < 120
+    # One line says why, with no traceback or native abort (tests/tpu/test_multihost_faults.py times it).
+    survivor_log = (logs / "process-0.log").read_text()
+    assert len([line for line in survivor_log.splitlines() if line.startswith("error:")]) == 1, survivor_log[-3000:]
+    assert "Traceback" not in survivor_log and "Check failure" not in survivor_log, survivor_log[-3000:]
     rerun = launch.run(arguments, 2, 4, workspace / "logs" / "dpo_rerun", timeout=TIMEOUT)
     assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
     assert "resumed from" in rerun.stderr[0]
