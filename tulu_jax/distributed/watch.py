@@ -137,7 +137,9 @@ class PeerWatch:
                            if key != self._stop_key]
             except Exception as error:  # the service itself is gone: process 0 stopped
                 if not self._ending:
-                    self._end_from_watch(f"lost the coordinator (process 0): {_first_line(error)}")
+                    self._end_from_watch(
+                        f"lost the coordinator ({_first_line(error)}): process 0 stopped, or another process joined "
+                        f"as process {self.process_id} and took this one's place (each needs its own TULU_PROCESS_ID)")
                 self._alone.set()
                 return
             if self._ending:
