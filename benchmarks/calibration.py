@@ -58,18 +58,18 @@ def plan_row(name, config, topology, overrides, mfu, tokens, source) -> dict:
 
 
 def render(rows) -> str:
-    lines = ["| run | MaxText MFU (measured) | ours, estimated MFU (lower – upper bound of time) | ratio | "
-             "MaxText tokens/s/chip | ours, estimated tokens/s/chip | bound by | peak GiB |",
+    lines = ["| run | MaxText MFU (measured) | ours: estimated MFU at the lower – upper bound of time | ours / MaxText | "
+             "MaxText tokens/s/chip | ours: estimated tokens/s/chip | bound by | peak GiB |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['name']} | {row['maxtext_mfu']:.2%} | refused: {row['error']} | | | | | |")
             continue
         tokens = f"{row['maxtext_tokens']:,}" if row["maxtext_tokens"] else "not published"
-        ratio = row["mfu_lower"] / row["maxtext_mfu"]
+        ratios = f"{row['mfu_lower'] / row['maxtext_mfu']:.2f} – {row['mfu_upper'] / row['maxtext_mfu']:.2f}"
         lines.append(
             f"| {row['name']} | {row['maxtext_mfu']:.2%} | {row['mfu_lower']:.1%} – {row['mfu_upper']:.1%} | "
-            f"{ratio:.2f} | {tokens} | {row['tokens_lower']:,.0f} – {row['tokens_upper']:,.0f} | {row['bound_by']} | "
+            f"{ratios} | {tokens} | {row['tokens_lower']:,.0f} – {row['tokens_upper']:,.0f} | {row['bound_by']} | "
             f"{row['peak_gib']:.1f}{'' if row['fits'] else ' (does not fit)'} |")
     return "\n".join(lines)
 
