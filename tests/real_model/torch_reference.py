@@ -45,3 +45,13 @@ def sft_sum_loss_steps(model, batches, peak_lr: float, warmup: int, max_grad_nor
         optimizer.step()
         history.append({"loss": float(loss.detach()), "trained_tokens": int(mask.sum()), "grad_norm": float(grad_norm)})
     return history
+
+
+def with_trainable_pad_row(model):
+    """``model`` with the embedding's ``padding_idx`` cleared, so every row gets its true gradient.
+
+    transformers builds ``nn.Embedding(vocab, hidden, padding_idx=config.pad_token_id)``; SmolLM2's pad token is
+    its EOS ``<|im_end|>`` (id 2), so torch would zero the lookup gradient of every real ``<|im_end|>`` too (a
+    4.6e-2 relative gradient gap on that one row, measured). The forward pass is unchanged."""
+    model.get_input_embeddings().padding_idx = None
+    return model

@@ -1,0 +1,124 @@
+"""PPO and GRPO on one fixed rollout batch sampled from the real SmolLM2-135M-Instruct: loss, KL and the
+gradient of every weight equal to a PyTorch rendering of the same formulas on transformers' model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers.real_conversations import gsm8k_rows
+from tests.real_model import torch_rl_reference as reference
+from tests.real_model.torch_reference import with_trainable_pad_row
+from tulu_jax.generation import SamplingConfig, encode_prompt, generate, left_pad
+from tulu_jax.hf import hf_tensors_from_params
+from tulu_jax.objectives.registry import (
+    RLObjectiveConfig, Rollout, aggregate_policy_loss, get_advantage_estimator, get_loss_aggregation, get_policy_loss,
+)
+from tulu_jax.stages.rlvr.learner import response_logprobs
+
+PROMPTS, GROUP, NEW_TOKENS = 3, 2, 24
+TOLERANCE = 1e-4
+# Scores fixed so each group has a spread (the verifiers would give 24-token answers 0 everywhere).
+SCORES = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
+
+
+@pytest.fixture(scope="module")
+def rollout(smollm2_ours, smollm2_tokenizer):
+    """Sampled responses (temperature 1, seed 0) to GSM8K prompts, ``GROUP`` per prompt, with old and reference
+    log-probs set apart from the current policy's (ratios off 1, some clipped) and fixed values for GAE."""
+    config, params = smollm2_ours
+    prompts = [encode_prompt(smollm2_tokenizer, [{"role": "user", "content": row["question"]}])
+               for row in gsm8k_rows("test", PROMPTS, 200) for _ in range(GROUP)]
+    prompt_ids, prompt_mask = left_pad(prompts, smollm2_tokenizer.pad_id)
+    sampled = generate(params, config, prompt_ids, prompt_mask, jax.random.PRNGKey(0),
+                       sampling=SamplingConfig(temperature=1.0), max_new_tokens=NEW_TOKENS,
+                       stop_ids=[smollm2_tokenizer.eos_id], pad_id=smollm2_tokenizer.pad_id)
+    lengths = np.asarray(sampled.lengths)
+    response_mask = (np.arange(NEW_TOKENS)[None] < lengths[:, None]).astype(np.float32)
+    segment_ids = np.concatenate([prompt_mask, response_mask.astype(np.int32)], axis=1)
+    positions = np.maximum(np.cumsum(segment_ids, axis=1) - 1, 0).astype(np.int32)
+    batch = {"input_ids": np.concatenate([prompt_ids, np.asarray(sampled.tokens)], axis=1).astype(np.int32),
+             "positions": positions, "segment_ids": segment_ids.astype(np.int32)}
+    current, _ = response_logprobs(params, config, batch, prompt_ids.shape[1], 1.0, NEW_TOKENS)
+    noise = np.random.default_rng(0).normal(size=(2, *response_mask.shape)).astype(np.float32)
+    return {"batch": batch, "prompt_length": prompt_ids.shape[1], "response_mask": response_mask,
+            "old_logprobs": np.asarray(current) + 0.3 * noise[0], "reference_logprobs": np.asarray(current) + 0.2 * noise[1],
+            "values": np.random.default_rng(1).normal(size=response_mask.shape).astype(np.float32) * 0.5}
+
+
+def ours(config, params, rollout, objective):
+    """Loss, metrics, per-token rewards (PPO) and HF-named gradients from tulu-jax's registry functions."""
+    mask = rollout["response_mask"]
+    estimated = get_advantage_estimator(objective.advantage_estimator)(
+        Rollout(SCORES, mask, rollout["old_logprobs"], rollout["reference_logprobs"], rollout["values"]), objective)
+    policy_loss = get_policy_loss(objective.policy_loss)
+    normaliser = get_loss_aggregation(objective.loss_aggregation)(mask)
+
+    def loss_fn(params):
+        logprobs, _ = response_logprobs(params, config, rollout["batch"], rollout["prompt_length"], 1.0, NEW_TOKENS)
+        per_token, metrics = policy_loss(logprobs, rollout["old_logprobs"], rollout["reference_logprobs"],
+                                         estimated.advantages, mask, objective)
+        return aggregate_policy_loss(per_token, mask, normaliser), metrics
+
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(jax.tree.map(jnp.asarray, params))
+    return float(loss), jax.device_get(metrics), estimated.rewards, hf_tensors_from_params(jax.device_get(grads), config)
+
+
+def theirs(model, rollout, objective):
+    """The same in PyTorch: loss, KL (k3 to the reference for GRPO, the k1 rewards for PPO), named gradients."""
+    as64 = lambda name: torch.tensor(rollout[name], dtype=torch.float64)  # noqa: E731
+    mask, old, ref = as64("response_mask"), as64("old_logprobs"), as64("reference_logprobs")
+    scores = torch.tensor(SCORES, dtype=torch.float64)
+    if objective.advantage_estimator == "gae":
+        advantages, rewards = reference.ppo_advantages(scores, mask, old, ref, as64("values"), objective.kl_beta,
+                                                       objective.gamma, objective.lam)
+    else:
+        advantages, rewards = reference.grpo_advantages(scores, objective.group_size, mask), None
+    tensors = {key: torch.tensor(np.asarray(value), dtype=torch.long) for key, value in rollout["batch"].items()}
+    model.zero_grad(set_to_none=True)
+    new = reference.response_logprobs(model, tensors["input_ids"], tensors["positions"], tensors["segment_ids"],
+                                      rollout["prompt_length"])
+    mask32, advantages32 = mask.float(), advantages.float()
+    per_token = reference.clipped_term(new, old.float(), advantages32, objective.clip_eps)
+    kl = reference.k3(new, ref.float())
+    if objective.policy_loss == "grpo":
+        per_token = per_token + objective.kl_beta * kl
+    loss = reference.masked_mean(per_token, mask32)
+    loss.backward()
+    grads = {name: parameter.grad.numpy() for name, parameter in model.named_parameters()}
+    return float(loss.detach()), float(reference.masked_mean(kl, mask32).detach()), rewards, grads
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, smollm2_dir, smollm2_ours, rollout):
+    import transformers
+
+    config, params = smollm2_ours
+    if algorithm == "ppo":
+        objective = RLObjectiveConfig(advantage_estimator="gae", policy_loss="ppo")
+    else:
+        objective = RLObjectiveConfig(advantage_estimator="grpo", policy_loss="grpo", group_size=GROUP, kl_beta=0.04)
+    our_loss, metrics, our_rewards, our_grads = ours(config, params, rollout, objective)
+    model = with_trainable_pad_row(transformers.LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32))
+    their_loss, their_kl, their_rewards, their_grads = theirs(model, rollout, objective)
+
+    # Per tensor: ‖ours − torch‖ / ‖torch‖ (sums over every position, e.g. a norm's weight, round differently
+    # in float32; the largest single-element gap is reported too).
+    relative, element = {}, {}
+    for name, gradient in their_grads.items():
+        relative[name] = float(np.linalg.norm(our_grads[name] - gradient) / max(np.linalg.norm(gradient), 1e-12))
+        element[name] = float(np.abs(our_grads[name] - gradient).max() / max(np.abs(gradient).max(), 1e-12))
+    worst = relative
+    clipped = float(metrics["clip_fraction"])
+    print(f"\n{algorithm}: loss {their_loss:.6f} (|diff| {abs(our_loss - their_loss):.1e}), clip fraction {clipped:.3f}, "
+          f"worst gradient tensor |diff|/|grad| {max(worst.values()):.1e} ({max(worst, key=worst.get)}), "
+          f"worst element max|diff|/max|grad| {max(element.values()):.1e} ({max(element, key=element.get)})")
+    assert 0 < clipped < 1
+    assert abs(our_loss - their_loss) <= TOLERANCE * max(1.0, abs(their_loss))
+    if algorithm == "ppo":  # the KL sits in the rewards: -β·k1 per token, plus the score at the end
+        np.testing.assert_allclose(np.asarray(our_rewards), their_rewards.numpy(), atol=TOLERANCE)
+    else:
+        assert abs(float(metrics["kl"]) - their_kl) <= TOLERANCE * max(1.0, their_kl)
+    assert set(our_grads) >= set(their_grads)
+    assert max(worst.values()) <= TOLERANCE
