@@ -56,7 +56,7 @@ def _timed(function, *arguments):
     return time.perf_counter() - started, output
 
 
-def run(quick: bool = False, reps: int = 3) -> dict:
+def run(quick: bool = False, reps: int = 3, slots: int = 0) -> dict:
     rows, prompt, new = (32, 16, 64) if quick else (64, 32, 256)
     config = preset("small", scan_layers=False, max_position_embeddings=1024)
     params = init_params(config, jax.random.PRNGKey(0))
@@ -65,7 +65,7 @@ def run(quick: bool = False, reps: int = 3) -> dict:
     prompt_mask = jnp.ones((rows, prompt), jnp.int32)
     limits = workload(rows, new)
     key = jax.random.PRNGKey(0)
-    decode = continuous.DecodeSlots()
+    decode = continuous.DecodeSlots(slots=slots or rows // 8)
 
     static = compiled_sampler(config, GREEDY, new, (), 0, False, None)
     sampler_params = sampling_layout.to_sampling_layout(params, config, None)
@@ -112,8 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=0, help="decode slots (default: an eighth of the rows)")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.reps), indent=2))
+    print(json.dumps(run(args.quick, args.reps, args.slots), indent=2))
 
 
 if __name__ == "__main__":

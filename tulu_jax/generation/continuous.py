@@ -6,7 +6,7 @@ weights resident (``generation.sampling_layout``), and every group runs the same
 
 - ``slots`` rows decode at a time, one token each per step. A slot whose row stopped (a stop token, or
   ``max_new_tokens`` or the row's own limit reached) gives its KV pages back and, at the next step, takes
-  the group's next waiting row: a prefill of up to ``refill`` rows at once.
+  the group's next waiting row; prefills run ``refill`` rows at once, when that many slots are free.
 - Keys and values live in fixed-size pages (``models.paged_attention``) taken from a pool of
   ``slots × pages_per_row`` pages (``generation.page_pool``), so KV memory is set by the slots, not by the
   rows of the call, and the pages in use follow the tokens written.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -38,14 +39,14 @@ from tulu_jax.models.layers import _dtype
 from tulu_jax.models.paged_attention import PagedLayerCache
 
 
-# One group's pages of one layer, with the group dim in front: [groups, pages, page_size, 2 * kv_heads, head_dim].
-PAGE_AXES = ("rollout_group", None, None, "kv_heads", None)
+# One group's pages of one layer, with the group dim in front: [groups, pages, 2 * kv_heads, page_size, head_dim].
+PAGE_AXES = ("rollout_group", None, "kv_heads", None, None)
 
 
 @dataclass(frozen=True)
 class DecodeSlots:
     """How a group decodes: ``slots`` rows at a time (0: a quarter of its rows), pages of ``page_size`` tokens,
-    and up to ``refill`` rows prefilled when slots free up (0: an eighth of the slots)."""
+    and ``refill`` rows prefilled together once that many slots are free (0: a quarter of the slots)."""
 
     slots: int = 0
     page_size: int = 16
@@ -61,8 +62,20 @@ class DecodeSlots:
     def resolve(self, rows_per_group: int) -> tuple[int, int]:
         """``(slots, refill)`` for a group of ``rows_per_group`` rows."""
         slots = min(self.slots or max(1, -(-rows_per_group // 4)), rows_per_group)
-        refill = min(self.refill or max(1, slots // 8), slots)
+        refill = min(self.refill or max(1, slots // 4), slots)
         return slots, refill
+
+    def fitted(self, config: LlamaConfig, rows_per_group: int, row_tokens: int, group: int,
+               free_hbm_bytes: Optional[float]) -> "DecodeSlots":
+        """Automatic slots for the chip: where the free HBM is known (an accelerator, or the planner's figure),
+        decoding reads every weight once a step whatever the slots, so the group decodes as many rows at once
+        as half the free HBM holds KV pages for (all of them when they fit, and then never refills); where it
+        is not (CPU, compute-bound), the default quarter of the rows, refilled as they stop."""
+        if self.slots or free_hbm_bytes is None:
+            return self
+        row_bytes = kv_cache_bytes(config, 1, row_tokens, 0, DecodeSlots(1, self.page_size), 1) / group
+        fit = int(0.5 * free_hbm_bytes // max(row_bytes, 1))
+        return dataclasses.replace(self, slots=max(1, min(rows_per_group, fit)))
 
 
 class ContinuousOutput(NamedTuple):
@@ -83,7 +96,7 @@ def left_aligned(prompt_ids, prompt_mask):
 
 
 def kv_pages_shape(config: LlamaConfig, pages: int, page_size: int) -> tuple[int, ...]:
-    return (pages, page_size, 2 * config.num_kv_heads, config.resolved_head_dim)
+    return (pages, 2 * config.num_kv_heads, page_size, config.resolved_head_dim)
 
 
 def _generate_continuous(
@@ -221,6 +234,12 @@ def _generate_continuous(
     spmd = ("data", "fsdp") if mesh is not None else None
 
     def over_groups(function):
+        if groups == 1 and mesh is None:  # one group: no batch dims in its gathers and scatters
+            def single(state, *group_inputs):
+                squeeze = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
+                out = function(squeeze(state), *squeeze(group_inputs))
+                return jax.tree.map(lambda leaf: leaf[None], out)
+            return single
         return jax.vmap(function, in_axes=(0, 0, 0, 0, 0), spmd_axis_name=spmd)
 
     inputs = (aligned, lengths, limits, first_rows)
@@ -229,7 +248,10 @@ def _generate_continuous(
     state = over_groups(functools.partial(admit, count=slots))(state, *inputs)
 
     def waiting(state):
-        return (state["slot_row"] < 0).any(axis=-1) & (state["next_row"] < per_group)
+        # Prefill in batches: once `refill` slots are free (or as many as rows still wait).
+        free = (state["slot_row"] < 0).sum(axis=-1)
+        pending = per_group - state["next_row"]
+        return (pending > 0) & (free >= jnp.minimum(refill, pending))
 
     def busy(carry):
         state, _ = carry
@@ -237,9 +259,10 @@ def _generate_continuous(
 
     def step(carry):
         state, steps = carry
-        state = jax.lax.cond(jnp.any(waiting(state)),
-                             lambda s: over_groups(functools.partial(admit, count=refill))(s, *inputs),
-                             lambda s: s, state)
+        if slots < per_group:  # with a slot for every row, all were admitted before the loop
+            state = jax.lax.cond(jnp.any(waiting(state)),
+                                 lambda s: over_groups(functools.partial(admit, count=refill))(s, *inputs),
+                                 lambda s: s, state)
         state = over_groups(decode_step)(state, *inputs)
         return constrain_state(state), steps + 1
 

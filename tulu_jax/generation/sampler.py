@@ -229,9 +229,11 @@ def generate(
     groups = continuous.group_count(sample_mesh)
     continuous.check_rows(prompt_ids.shape[0], groups)
     sampler_params = sampling_layout.to_sampling_layout(params, config, sample_mesh)
+    decode = sampling_layout.fitted_slots(decode or DecodeSlots(), config, sample_mesh, prompt_ids.shape[0] // groups,
+                                          total)
     function = continuous.compiled_continuous_sampler(
-        sampling_layout.sampling_model(config), sampling, int(max_new_tokens), stop_ids, int(pad_id),
-        decode or DecodeSlots(), groups, sample_mesh)
+        sampling_layout.sampling_model(config), sampling, int(max_new_tokens), stop_ids, int(pad_id), decode, groups,
+        sample_mesh)
     limits = jnp.full((prompt_ids.shape[0],), max_new_tokens, jnp.int32)
     arguments = (sampler_params, prompt_ids, prompt_mask, key, limits)
     if sample_mesh is None:

@@ -126,3 +126,16 @@ def sample_mesh_for(mesh: Mesh, config: LlamaConfig, group: int = 0) -> Mesh:
     """The sampling mesh for a training ``mesh``: groups of ``group`` chips (0: ``group_size``'s choice)."""
     size = group or group_size(config, mesh.size, mesh.shape["tensor"], free_hbm_per_chip(mesh))
     return sharding.sampling_mesh(mesh, size)
+
+
+def fitted_slots(decode, config: LlamaConfig, sample_mesh: Optional[Mesh], rows_per_group: int, row_tokens: int,
+                 free_hbm_bytes: Optional[float] = None):
+    """``decode`` with its automatic slots fitted to the HBM a chip has left once it holds its share of the
+    sampling weights (``free_hbm_bytes``: the planner's figure; default: what the chip reports now)."""
+    if sample_mesh is None:
+        return decode
+    group = sample_mesh.shape["tensor"]
+    free = free_hbm_per_chip(sample_mesh) if free_hbm_bytes is None else free_hbm_bytes
+    if free is not None:
+        free -= sampling_weight_bytes(config) / group
+    return decode.fitted(config, rows_per_group, row_tokens, group, free)

@@ -118,7 +118,7 @@ class Llama(nn.Module):
         input_ids: jnp.ndarray,  # [rows, length]
         positions: jnp.ndarray,  # [rows, length]
         segment_ids: jnp.ndarray,  # [rows, length]: 1 on real tokens (prefill pads: 0)
-        pages: tuple,  # per layer [pages, page_size, 2 * kv_heads, head_dim]
+        pages: tuple,  # per layer [pages, 2 * kv_heads, page_size, head_dim]
         where: PagedLayerCache,  # page table, write slots and lengths; its ``pages`` field is unused
     ) -> tuple[jnp.ndarray, tuple]:
         """The trunk over a paged KV cache (unrolled layers only); returns logits and the updated pages."""

@@ -6,8 +6,8 @@ which stay in vector memory) reads its operands and writes its result once, coun
 honest, as XLA's own cost analysis does:
 - a slice (``dynamic-slice``, ``slice``, ``gather``) of an operand reads only the slice: a scanned layer reads
   its own weights, not the stacked array's;
-- an in-place update (``dynamic-update-slice`` at a fusion's root) writes only the update: a decode step
-  writes one token's keys and values, not the whole cache;
+- an in-place update (``dynamic-update-slice`` or ``scatter`` at a fusion's root) writes only the update: a
+  decode step writes one token's keys and values, not the whole cache or page pool;
 - an op in a ``while`` body counts once per trip (``HloModule`` multiplies the trip counts down).
 
 What is not modelled: re-reads when a fused operand is larger than vector memory (a matmul's tiles), and
@@ -32,6 +32,11 @@ NO_TRAFFIC = {
     "opt-barrier", "add-dependency", "domain",
 }
 SLICING = {"dynamic-slice", "slice", "gather"}
+
+
+# Updates written into their operand's buffer, and which operand holds the update: a decode step writes one
+# token's keys and values into a KV cache (dynamic-update-slice) or into KV pages (scatter), not the buffer.
+IN_PLACE = {"dynamic-update-slice": 1, "scatter": 2}
 
 
 def _hbm_bytes(arrays) -> int:
@@ -63,8 +68,8 @@ def instruction_bytes(module: HloModule, computation: Computation, instruction: 
         result = instruction.shape[1:2] if len(instruction.shape) > 1 else instruction.shape
     if opcode in SLICING:
         return 2 * _hbm_bytes(result)
-    if opcode == "dynamic-update-slice":
-        update = operand_shapes[1] if len(operand_shapes) > 1 else ()
+    if opcode in IN_PLACE:
+        update = operand_shapes[IN_PLACE[opcode]] if len(operand_shapes) > IN_PLACE[opcode] else ()
         return 2 * _hbm_bytes(update)
     if opcode == "fusion":
         fused, root = _fused_root(module, instruction)
@@ -85,8 +90,8 @@ def _fusion_bytes(module: HloModule, fused: Computation, root: Instruction, oper
         target = result[index:index + 1] if len(result) > index else ()
         if not _hbm_bytes(target):
             continue
-        if produced.opcode == "dynamic-update-slice" and len(produced.operands) > 1:
-            update = fused.by_name.get(produced.operands[1])
+        if produced.opcode in IN_PLACE and len(produced.operands) > IN_PLACE[produced.opcode]:
+            update = fused.by_name.get(produced.operands[IN_PLACE[produced.opcode]])
             written += update.bytes if update is not None else 0
         else:
             written += _hbm_bytes(target)
@@ -102,7 +107,7 @@ def _parameter_read(module: HloModule, fused: Computation, number: int, full: in
     for reader in readers:
         if reader.opcode in SLICING and reader.operands[0] == name:
             total += reader.bytes
-        elif reader.opcode == "dynamic-update-slice" and reader.operands[0] == name:
+        elif reader.opcode in IN_PLACE and reader.operands[0] == name:
             continue  # updated in place: only the update is written (counted as the fusion's output)
         elif reader.opcode == "fusion" and depth < 4:
             nested = module.computations.get(reader.called("calls") or "")

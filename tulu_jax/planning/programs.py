@@ -36,13 +36,14 @@ class Program:
     # Trip counts for data-dependent loops by nesting depth (hlo_module): the sampler's decode loop and the
     # cached attention's block loop inside it.
     unknown_trip_counts: tuple[float, ...] = ()
+    role: str = "train"  # the logical-axis rules it is traced under (``sharding.axis_rules``)
 
     def lower(self):
         from tulu_jax import sharding
 
         function = getattr(self.function, "jitted", self.function)
         mesh = self.mesh if self.mesh is not None else self.function.mesh
-        with sharding.activate(mesh):
+        with sharding.activate(mesh, self.role):
             return function.lower(*self.inputs)
 
 

@@ -95,7 +95,8 @@ class Plan:
     @property
     def tokens_per_step(self) -> int:
         """Token positions one optimizer step (one rollout step for RLVR) trains on."""
-        first = self.in_step[0] if self.target.stage != "rlvr" else self.programs[1]
+        learner = [program for program in self.programs if program.program.decode is None]
+        first = self.in_step[0] if self.target.stage != "rlvr" else learner[0]
         return first.program.tokens
 
     @property

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from tulu_jax import sharding
 from tulu_jax.planning.estimate import decode_flops, executed_training_flops, forward_flops, training_flops
 from tulu_jax.planning.programs import Program, abstract
+from tulu_jax.planning.sampling_programs import sampling_layout_programs
 from tulu_jax.planning.target import PlanTarget
 
 # Per-token sequence fields of a RolloutBatch ([rows, prompt + new]); the others are [rows, new] or [rows].
@@ -49,7 +50,10 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
 
     # 1. The sampler (one block: the sampler program and what stays resident beside it).
     others = {"value": state.params.get("value"), "opt_state": state.opt_state, "reference": reference}
-    programs = [static_sampler_program(target, mesh, shapes["policy"], others)]
+    if config.rollout.sampler == "static":  # today's reference, to compare plans
+        programs = [static_sampler_program(target, mesh, shapes["policy"], others)]
+    else:
+        programs = sampling_layout_programs(target, mesh, shapes["policy"], others)
 
     # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
     fields = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}

@@ -39,6 +39,9 @@ class ValueSourceConfig:
             )
 
 
+SAMPLERS = ("continuous", "static")
+
+
 @dataclass(frozen=True)
 class RolloutConfig:
     prompts_per_step: int = 224
@@ -55,8 +58,11 @@ class RolloutConfig:
     sampling_group: int = 0
     decode_slots: int = 0
     page_size: int = 16
+    sampler: str = "continuous"  # or "static": the reference, every row on the training layout until the last stops
 
     def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"rollout.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         for name in ("sampling_group", "decode_slots"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"rollout.{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")

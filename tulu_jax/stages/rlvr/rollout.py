@@ -29,6 +29,7 @@ from tulu_jax.generation.evaluate import dataset_label
 from tulu_jax.generation.prompts import decode_response
 from tulu_jax.generation import continuous, sampling_layout
 from tulu_jax.generation.continuous import DecodeSlots
+from tulu_jax.generation.sampler import compiled_sampler
 from tulu_jax.models import LlamaConfig
 
 
@@ -156,12 +157,13 @@ class Sampler:
     """Samples, decodes and scores rollouts for one model and mesh (``sample`` is the whole rollout)."""
 
     def __init__(self, model_config: LlamaConfig, tokenizer, mesh: Mesh, stop_ids: Sequence[int], alpha: float,
-                 nonstop_penalty: Optional[float], sampling_group: int = 0, decode: DecodeSlots = DecodeSlots()):
+                 nonstop_penalty: Optional[float], sampling_group: int = 0, decode: DecodeSlots = DecodeSlots(),
+                 static: bool = False):
         self.model_config, self.tokenizer, self.mesh = model_config, tokenizer, mesh
         self.stop_ids = tuple(sorted({int(token) for token in stop_ids}))
         self.alpha, self.nonstop_penalty = alpha, nonstop_penalty
         self.sample_mesh = sampling_layout.sample_mesh_for(mesh, model_config, sampling_group)
-        self.decode = decode
+        self.decode, self.static = decode, static
 
     def sample(self, policy_params, prompt_batch: dict, key: jax.Array, sampling: SamplingConfig,
                max_new_tokens: int, samples_per_prompt: int) -> Rollout:
@@ -203,16 +205,21 @@ class Sampler:
         return Rollout(rollout_batch, metrics, all_verifier)
 
     def _decode(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
-        """The continuous-batching sampler on the sampling mesh, over a copy of the policy in its layout."""
+        """The continuous-batching sampler on the sampling mesh, over a copy of the policy in its layout (or the
+        static sampler over the policy where it is, with ``rollout.sampler: static``)."""
+        if self.static:
+            return self._decode_static(policy_params, batch, key, sampling, max_new_tokens)
         mesh = self.sample_mesh
         rows = len(batch["dataset"])
         groups = continuous.group_count(mesh)
         continuous.check_rows(rows, groups)
         rows_2d, rows_1d = continuous.rollout_rows(mesh, 2), continuous.rollout_rows(mesh, 1)
         sampler_params = sampling_layout.to_sampling_layout(policy_params, self.model_config, mesh)
+        row_tokens = np.shape(batch["prompt_ids"])[1] + int(max_new_tokens)
+        decode = sampling_layout.fitted_slots(self.decode, self.model_config, mesh, rows // groups, row_tokens)
         sampler = continuous.compiled_continuous_sampler(
             sampling_layout.sampling_model(self.model_config), sampling, int(max_new_tokens), self.stop_ids,
-            int(self.tokenizer.pad_id), self.decode, groups, mesh)
+            int(self.tokenizer.pad_id), decode, groups, mesh)
         key = jax.device_put(key, sharding.replicated(mesh))  # the same devices, named by the sampling mesh
         with sharding.activate(mesh, "sample"):
             return sampler(sampler_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
@@ -236,3 +243,11 @@ def rollout_metrics(scores: np.ndarray, verifier_scores: np.ndarray, lengths: np
         metrics[f"reward/{label}"] = float(np.mean(scores[rows]))
         metrics[f"accuracy/{label}"] = float(np.mean(verifier_scores[rows] == 1.0))
     return metrics
+
+    def _decode_static(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
+        rows_2d = sharding.batch_sharding(self.mesh, 2)
+        sampler = compiled_sampler(self.model_config, sampling, int(max_new_tokens), self.stop_ids,
+                                   int(self.tokenizer.pad_id), False, self.mesh)
+        with sharding.activate(self.mesh):
+            return sampler(policy_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
+                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key)

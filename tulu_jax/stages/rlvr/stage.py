@@ -123,7 +123,7 @@ class RLVR:
         self.learner = build_rlvr_learner(config, mesh, model_config)
         self.sampler = Sampler(model_config, tokenizer, mesh, stop_ids_for(tokenizer, model_config),
                                rollout.verifiable_reward, rollout.nonstop_penalty, rollout.sampling_group,
-                               DecodeSlots(rollout.decode_slots, rollout.page_size))
+                               DecodeSlots(rollout.decode_slots, rollout.page_size), rollout.sampler == "static")
         self.sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
         replicated = sharding.replicated(mesh)
         base_key = jax.random.PRNGKey(config.seed + ROLLOUT_KEY_SALT)
