@@ -18,8 +18,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-BENCHMARKS = ("sft_step", "dpo_step", "generation", "rlvr_step", "decontamination", "data_pipeline",
-              "compile_time", "host_memory")
+BENCHMARKS = ("sft_step", "dpo_step", "generation", "continuous_batching", "rlvr_step", "decontamination",
+              "data_pipeline", "compile_time", "host_memory")
 SECTION = re.compile(r"^## (\w+)\n\n```json\n(.*?)\n```", re.S | re.M)
 
 

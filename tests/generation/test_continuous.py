@@ -124,3 +124,11 @@ def test_group_size_grows_until_the_weights_fit():
     free = 80e9  # a v5p chip's HBM beside a 405B learner's share on 1,024 chips
     assert sampling_layout.group_size(model, 1024, 4, free) == 32
     assert sampling_layout.group_size(model, 1024, 4, None) == 4
+
+
+def test_the_benchmark_workload_is_skewed_as_rl_responses_are():
+    from benchmarks.continuous_batching import workload
+
+    limits = workload(64, 256)
+    assert 0.05 <= (limits == 256).mean() <= 0.10
+    assert (limits <= 256 * 3 // 10).mean() >= 0.85 and (limits >= 256 // 10).all()
