@@ -153,7 +153,8 @@ def test_rlvr_plan_has_the_sampler_and_the_learner_on_one_mesh(configs, capsys, 
     calls = []
     original = stage.build_rlvr_learner
     monkeypatch.setattr(stage, "build_rlvr_learner", lambda *args: calls.append(args) or original(*args))
-    plan = plan_stage(configs["rlvr"], "v5e-4")
+    # The static sampler (the reference kept beside the sampling layout): its KV cache is counted below.
+    plan = plan_stage(configs["rlvr"], "v5e-4", ["rollout.sampler=static"])
     # The learner programs are the stage's own (RLVR.__init__ builds them with the same function).
     (config, mesh, model), = calls
     assert config == plan.target.stage_config and model == plan.target.model and dict(mesh.shape)["fsdp"] == 4
