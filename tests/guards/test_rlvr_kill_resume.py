@@ -1,8 +1,9 @@
 """``tulu-jax rlvr`` with keep-best, SIGKILLed and rerun, exports exactly what an uninterrupted run exports.
 
-Two kills, as the recipe's acceptance asks: at a rollout step after keep-best has chosen a policy (the best
-policy is a checkpoint step under ``output_dir/best``, so the rerun knows it), and during the export (held
-there by ``tests/helpers/pause_points``, with the shards written into the temporary sibling). Each rerun is
+Three kills: at a rollout step after keep-best has chosen a policy (the best policy is a checkpoint step
+under ``output_dir/best``, so the rerun knows it), in the middle of a rollout (held once the policy is in the
+sampling layout, before any row is decoded), and during the export (held there by
+``tests/helpers/pause_points``, with the shards written into the temporary sibling). Each rerun is
 the same command. The exported weights are compared byte for byte, and the kept step must be the same.
 
 On this tiny random policy the starting policy (rollout step 0) stays the best on the dev prompts, so the
@@ -67,6 +68,14 @@ def runs(tmp_path_factory):
     first_kill = {"best": steps_in(killed / "best"), "checkpoints": steps_in(killed / "checkpoints")}
     assert not (killed / "hf").exists() and first_kill["checkpoints"][-1] < STEPS
 
+    # Kill 1b: in the middle of a rollout: the policy copied into the sampling layout, no row decoded yet.
+    paused_env, marker = pause_environment(root / "pause_rollout", "tulu_jax.generation.sampling_layout.to_sampling_layout",
+                                           env, calls=2)
+    process = start(command, paused_env, logs / "rollout.log")
+    kill_when(process, marker.exists, "a rollout began", TIMEOUT)
+    rollout_kill = steps_in(killed / "checkpoints")
+    assert not (killed / "hf").exists() and rollout_kill[-1] < STEPS
+
     # Kill 2: during the export, the shards written into the temporary sibling, not yet renamed into place.
     paused_env, marker = pause_environment(root / "pause", "tulu_jax.hf.streamed_export._write_shards", env)
     process = start(command, paused_env, logs / "second.log")
@@ -76,15 +85,14 @@ def runs(tmp_path_factory):
     # The same command again, to the end.
     result = finish(command, env, TIMEOUT)
     return {"straight": straight, "killed": killed, "first_kill": first_kill, "half_written": half_written,
-            "logs": [(logs / "second.log").read_text(), result.stderr]}
+            "logs": [(logs / "rollout.log").read_text(), (logs / "second.log").read_text(), result.stderr]}
 
 
 def test_the_kills_landed_where_intended(runs):
     first_kill = runs["first_kill"]
     assert first_kill["best"] and first_kill["checkpoints"][-1] > first_kill["best"][-1]
     assert runs["half_written"], "the export was not caught half-written"
-    second, third = runs["logs"]
-    assert "resumed from" in second and "resumed from" in third
+    assert all("resumed from" in log for log in runs["logs"])
 
 
 def test_the_rerun_keeps_the_same_best_policy_and_exports_it_bit_identically(runs):
