@@ -132,3 +132,14 @@ def test_the_benchmark_workload_is_skewed_as_rl_responses_are():
     limits = workload(64, 256)
     assert 0.05 <= (limits == 256).mean() <= 0.10
     assert (limits <= 256 * 3 // 10).mean() >= 0.85 and (limits >= 256 // 10).all()
+
+
+def test_refills_on_a_mesh_of_several_groups_are_refused_until_their_defect_is_found():
+    from tulu_jax.errors import ConfigError
+
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
+    sample_mesh = sampling_layout.sample_mesh_for(mesh, CONFIG)
+    automatic = sampling_layout.fitted_slots(continuous.DecodeSlots(), CONFIG, sample_mesh, 6, 40)
+    assert automatic.resolve(6)[0] == 6  # every row of a group at once
+    with pytest.raises(ConfigError, match="decode_slots"):
+        sampling_layout.fitted_slots(continuous.DecodeSlots(slots=2), CONFIG, sample_mesh, 6, 40)

@@ -1,5 +1,7 @@
 """Greedy generation on the real model over an 8-device mesh (batch split over fsdp, as ``tulu-jax generate``
-does on several devices) against one device: a defect found here, kept as a strict xfail until it is fixed."""
+does on several devices) against one device. It found a defect: on a mesh of several sampling groups, a row
+prefilled into a refilled decode slot could start from wrong logits (rows 5 and 15 here); refills are off on
+such meshes until that is found (``sampling_layout.fitted_slots``), and this test holds the result."""
 
 import pytest
 
@@ -7,8 +9,6 @@ from tests.helpers.real_conversations import gsm8k_rows
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known defect: on 8 forced CPU devices, rows 5 and 15 of these 20 prompts "
-                   "(batch 24) start with another first token than on one device (logit gap 1.5, not rounding)")
 def test_greedy_tokens_on_an_8_device_mesh_equal_one_device(smollm2_dir):
     import jax
 
