@@ -134,7 +134,7 @@ def test_the_benchmark_workload_is_skewed_as_rl_responses_are():
     assert (limits <= 256 * 3 // 10).mean() >= 0.85 and (limits >= 256 // 10).all()
 
 
-def test_refills_on_a_mesh_of_several_groups_are_refused_until_their_defect_is_found():
+def test_refills_on_a_mesh_are_refused_until_their_defect_is_found():
     from tulu_jax.errors import ConfigError
 
     mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
