@@ -9,8 +9,9 @@ Callers bucket the prompt length (``tulu_jax.generation.prompts.bucket_length``)
 
 A row stops after emitting any token of ``stop_ids`` (that token is kept and counted in its length); after
 it stops its tokens are ``pad_id`` and its log-probs 0. The loop ends when every row has stopped or after
-``max_new_tokens`` steps. Sampling is deterministic for a key: token ``t`` of row ``r`` is drawn with
-``sampling.token_keys(key, r, t)``, as the continuous-batching sampler draws it.
+``max_new_tokens`` steps. Sampling is deterministic for a key: step ``t`` draws every row with
+``fold_in(key, t)``, so a row's sampled tokens depend on the batch around it (the continuous-batching sampler
+keys each row instead; greedy tokens are the same in both).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tulu_jax import sharding
 from tulu_jax.errors import ConfigError
 from tulu_jax.generation import continuous, sampling_layout
 from tulu_jax.generation.continuous import DecodeSlots
-from tulu_jax.generation.sampling import SamplingConfig, choose_row_tokens, token_keys
+from tulu_jax.generation.sampling import SamplingConfig, choose_tokens
 from tulu_jax.models import Llama, LlamaConfig, init_cache, param_logical_axes
 from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
 
@@ -105,7 +106,7 @@ def _generate(
 
     def one_token(state):
         step = state["step"]
-        tokens, logprobs = choose_row_tokens(state["next_logits"], sampling, token_keys(key, jnp.arange(batch), step))
+        tokens, logprobs = choose_tokens(state["next_logits"], sampling, jax.random.fold_in(key, step))
         active = ~state["stopped"]
         tokens = jnp.where(active, tokens, pad_id)
         logprobs = jnp.where(active, logprobs, 0.0)

@@ -226,6 +226,14 @@ class Sampler:
                            global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key,
                            global_array(np.full((rows,), max_new_tokens, np.int32), rows_1d))
 
+    def _decode_static(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
+        rows_2d = sharding.batch_sharding(self.mesh, 2)
+        sampler = compiled_sampler(self.model_config, sampling, int(max_new_tokens), self.stop_ids,
+                                   int(self.tokenizer.pad_id), False, self.mesh)
+        with sharding.activate(self.mesh):
+            return sampler(policy_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
+                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key)
+
 
 def rollout_metrics(scores: np.ndarray, verifier_scores: np.ndarray, lengths: np.ndarray, stopped: np.ndarray,
                     datasets: Sequence[str]) -> dict[str, float]:
@@ -243,11 +251,3 @@ def rollout_metrics(scores: np.ndarray, verifier_scores: np.ndarray, lengths: np
         metrics[f"reward/{label}"] = float(np.mean(scores[rows]))
         metrics[f"accuracy/{label}"] = float(np.mean(verifier_scores[rows] == 1.0))
     return metrics
-
-    def _decode_static(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
-        rows_2d = sharding.batch_sharding(self.mesh, 2)
-        sampler = compiled_sampler(self.model_config, sampling, int(max_new_tokens), self.stop_ids,
-                                   int(self.tokenizer.pad_id), False, self.mesh)
-        with sharding.activate(self.mesh):
-            return sampler(policy_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
-                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key)
