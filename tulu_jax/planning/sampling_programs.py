@@ -87,15 +87,15 @@ def sampling_layout_programs(target: PlanTarget, mesh, policy_shapes, resident) 
         "sampler", function, inputs, rows * (prompt + new), flops, flops, resident=resident,
         decode={"rows": rows, "prompt": prompt, "new": new, "group": group, "slots": slots,
                 "weight_bytes": sampling_layout.sampling_weight_bytes(model)},
-        mesh=sample_mesh, unknown_trip_counts=(steps, mean_page_blocks(prompt, new)), role="sample",
+        mesh=sample_mesh, unknown_trip_counts=(steps, mean_page_blocks(prompt, new, decode.page_size)), role="sample",
     )
     return [reshard, sampler]
 
 
-def mean_page_blocks(prompt: int, new: int) -> float:
+def mean_page_blocks(prompt: int, new: int, page_size: int) -> float:
     """Blocks of page-table columns a decode step's attention walks (``models.paged_attention``: as far as the
     longest row has written), averaged over the steps of rows that all run to the limit."""
     from tulu_jax.models.paged_attention import PAGES_PER_BLOCK
 
-    block = PAGES_PER_BLOCK * continuous.DecodeSlots().page_size
+    block = PAGES_PER_BLOCK * page_size
     return sum(-(-(prompt + step + 1) // block) for step in range(new)) / new
