@@ -62,7 +62,7 @@ def _theirs(hf_model, torch, prompt_ids, prompt_mask, new_tokens: int, seed: int
 def smollm2_shape():
     """SmolLM2-135M-Instruct's config (30 layers, hidden 576, 9/3 heads, vocabulary 49,152, tied embeddings),
     read from the real-model test fixture; None when the fixture cannot be fetched."""
-    from tests.helpers.smollm2 import FixtureUnavailable, ensure_model
+    from benchmarks.smollm2 import FixtureUnavailable, ensure_model
     from tulu_jax.hf.convert import read_hf_config
 
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,12 +120,16 @@ def worker(directory: str, export_dir: str, out: str) -> None:
     distributed.barrier("memory reported")
 
 
-def _launch(directory: Path, processes: int, devices: int, scratch: Path) -> list[dict]:
-    from tests.tpu.launch import free_port
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
+
+def _launch(directory: Path, processes: int, devices: int, scratch: Path) -> list[dict]:
     out = scratch / f"report-{directory.name}-{processes}"
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = _free_port()
     started = []
     for rank in range(processes):
         env = {key: value for key, value in os.environ.items() if not key.startswith("TULU_")}

@@ -78,7 +78,7 @@ def official_agreement(records: list[dict], verdicts: list[list[bool]]):
 def run(quick: bool = False, ifeval: int = 541, gsm8k: int = 1319, max_new_tokens: int = 512,
         batch_size: int = 32) -> dict:
     from data_pipeline.tokenizer import load_tokenizer
-    from tests.helpers.smollm2 import ensure_model
+    from benchmarks.smollm2 import ensure_model
 
     if quick:
         ifeval, gsm8k, max_new_tokens = 16, 16, 128

@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from tests.stages.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer, toy_prompts
+from benchmarks.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer, toy_prompts
 from tulu_jax.config import from_dict
 from tulu_jax.sharding import MeshConfig, make_mesh
 from tulu_jax.stages.common import resolve_model_config

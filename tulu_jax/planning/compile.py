@@ -21,7 +21,8 @@ from tulu_jax.errors import MeshError
 from tulu_jax.planning.chips import ChipSpec, Topology
 from tulu_jax.planning.devices import topology_devices
 from tulu_jax.planning.hlo_cost import HloCost, read_hlo_cost
-from tulu_jax.planning.programs import Program, stage_programs
+from tulu_jax.planning.program import Program, per_chip_bytes
+from tulu_jax.planning.programs import stage_programs
 from tulu_jax.planning.target import PlanTarget
 
 
@@ -171,18 +172,6 @@ def _refusal_bytes(text: str, argument_bytes: int) -> Optional[int]:
 
 def _to_bytes(number: str, unit: str) -> int:
     return int(float(number) * _UNITS[unit.upper()])
-
-
-def per_chip_bytes(abstract_tree) -> int:
-    """Bytes one chip holds for these sharded abstract arrays (the largest shard of each leaf)."""
-    import jax
-    import numpy as np
-
-    total = 0
-    for leaf in jax.tree.leaves(abstract_tree):
-        shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
-        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
-    return total
 
 
 def _first_line(text: str) -> str:

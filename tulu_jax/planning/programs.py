@@ -9,42 +9,12 @@ what else stays on the chips while a program runs, and the work each call does.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
-
-import jax
+from typing import Any, Callable
 
 from tulu_jax.planning.estimate import executed_training_flops, forward_flops, training_flops
+from tulu_jax.planning.program import Program, abstract
+from tulu_jax.planning.rlvr_programs import rlvr_programs
 from tulu_jax.planning.target import PlanTarget
-
-
-@dataclass(frozen=True)
-class Program:
-    """One jitted program of a stage, and the work one call of it does."""
-
-    name: str
-    function: Any  # a MeshFunction (``.jitted``, ``.mesh``) or a plain jitted function with ``mesh`` below
-    inputs: tuple  # sharded ShapeDtypeStructs to lower it with
-    tokens: int  # token positions one call processes
-    model_flops: float  # the MFU numerator for one call: 6·N·T + attention (training) or 2·N·T (forward)
-    executed_flops: float  # what the chips run per call by the formula (remat adds a forward)
-    calls_per_step: float = 1.0  # 0: runs outside the training steps (the DPO reference pass)
-    resident: Any = ()  # abstract arrays that stay on the chips while it runs, not among its arguments
-    loops: bool = True  # XLA's cost analysis counts loop bodies once: its FLOP count is then partial
-    decode: Optional[dict] = None  # a sampler: {"rows", "prompt", "new"}; its longest loop is the decode loop
-    mesh: Any = None
-    # Trip counts for data-dependent loops by nesting depth (hlo_module): the sampler's decode loop and the
-    # cached attention's block loop inside it.
-    unknown_trip_counts: tuple[float, ...] = ()
-    role: str = "train"  # the logical-axis rules it is traced under (``sharding.axis_rules``)
-
-    def lower(self):
-        from tulu_jax import sharding
-
-        function = getattr(self.function, "jitted", self.function)
-        mesh = self.mesh if self.mesh is not None else self.function.mesh
-        with sharding.activate(mesh, self.role):
-            return function.lower(*self.inputs)
 
 
 def _complete_count(target: PlanTarget, micro_batches: int, chunk: int, length: int) -> bool:
@@ -100,12 +70,6 @@ def dpo_programs(target: PlanTarget, mesh) -> list[Program]:
     return programs
 
 
-def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
-    from tulu_jax.planning.rlvr_programs import rlvr_programs as build
-
-    return build(target, mesh)
-
-
 PROGRAM_BUILDERS: dict[str, Callable[[PlanTarget, Any], list[Program]]] = {
     "sft": sft_programs, "dpo": dpo_programs, "rm": rm_programs, "rlvr": rlvr_programs,
 }
@@ -126,12 +90,6 @@ def builder(stage: str) -> Callable:
 
 def stage_programs(target: PlanTarget, mesh) -> list[Program]:
     return PROGRAM_BUILDERS[target.stage](target, mesh)
-
-
-def abstract(tree: Any, shardings: Any) -> Any:
-    """``ShapeDtypeStruct`` leaves with their shardings (shapes from ``tree``, shardings from ``shardings``)."""
-    return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-                        tree, shardings)
 
 
 __all__ = ["PROGRAM_BUILDERS", "Program", "STEP_BUILDERS", "abstract", "builder", "stage_programs"]

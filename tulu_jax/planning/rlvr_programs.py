@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from tulu_jax import sharding
 from tulu_jax.planning.estimate import decode_flops, executed_training_flops, forward_flops, training_flops
-from tulu_jax.planning.programs import Program, abstract
+from tulu_jax.planning.program import Program, abstract
 from tulu_jax.planning.sampling_programs import sampling_layout_programs
 from tulu_jax.planning.target import PlanTarget
 

@@ -25,7 +25,7 @@ from tulu_jax.generation.sampler import param_shardings
 from tulu_jax.models.params import param_shapes
 from tulu_jax.planning.chips import CHIPS, ChipSpec
 from tulu_jax.planning.estimate import decode_flops
-from tulu_jax.planning.programs import Program, abstract
+from tulu_jax.planning.program import Program, abstract, per_chip_bytes
 from tulu_jax.planning.target import PlanTarget
 
 # jax's device_kind of compile-only TPU devices -> chip family
@@ -47,8 +47,6 @@ def free_beside(mesh, resident_per_chip: int) -> float:
 
 def sampling_layout_programs(target: PlanTarget, mesh, policy_shapes, resident) -> list[Program]:
     """The reshard and the continuous sampler for ``target``'s RLVR config on the training ``mesh``."""
-    from tulu_jax.planning.compile import per_chip_bytes
-
     config, model = target.stage_config, target.model
     rollout = config.rollout
     rows, prompt, new = rollout.responses_per_step, config.data.max_prompt_len, rollout.max_new_tokens
