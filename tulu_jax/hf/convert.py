@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import ml_dtypes
 import numpy as np
@@ -17,8 +17,9 @@ from etils import epath
 
 from data_pipeline.paths import as_path
 from tulu_jax.errors import CheckpointError
-from tulu_jax.hf.mapping import IGNORED_SUFFIXES, LAYER_RULES, expected_hf_names
 from tulu_jax.hf.safetensors_io import read_checkpoint_dir, write_checkpoint_dir
+from tulu_jax.hf.tensor_check import check_tensors
+from tulu_jax.hf.tensor_plan import by_leaf, tensor_plan, tree_set
 from tulu_jax.hf.tied_head import check_tied_head
 from tulu_jax.models.config import LlamaConfig, from_hf_dict, to_hf_dict
 
@@ -50,80 +51,25 @@ def load_hf_checkpoint(directory: Path, **policy: Any) -> tuple[LlamaConfig, dic
     return config, params_from_hf_tensors(tensors, config, where=str(directory))
 
 
-def check_tensor_names(tensors: Mapping[str, Any], config: LlamaConfig, where: str = "checkpoint") -> None:
-    """Raise CheckpointError unless ``tensors`` (name -> anything with ``.shape``) is this config's Llama."""
-    expected = expected_hf_names(config)
-    missing = [name for name in expected if name not in tensors]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise CheckpointError(f"{where}: missing tensors {shown} for a {config.num_layers}-layer Llama")
-    # A tied checkpoint may still carry a copy of the head (``tied_head`` refuses one that differs).
-    expected_set = set(expected)
-    unknown = [
-        name
-        for name in tensors
-        if name not in expected_set and name != "lm_head.weight" and not name.endswith(IGNORED_SUFFIXES)
-    ]
-    if unknown:
-        raise CheckpointError(f"{where}: unexpected tensors {', '.join(sorted(unknown)[:5])}: is this a Llama checkpoint?")
-    _check_shape(tensors, "model.embed_tokens.weight", (config.vocab_size, config.hidden_size), where)
-
-
 def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: LlamaConfig, where: str = "checkpoint") -> dict:
-    check_tensor_names(tensors, config, where)
-    check_tied_head(config.tie_word_embeddings, tensors.__contains__, lambda name: tuple(np.shape(tensors[name])),
+    """Our params (numpy, in ``config.param_dtype``) from a dict of HF tensors, checked against the config."""
+    plan, shapes = tensor_plan(config), {name: tuple(np.shape(value)) for name, value in tensors.items()}
+    check_tensors(plan, shapes, config.num_layers, where)
+    check_tied_head(config.tie_word_embeddings, tensors.__contains__, shapes.__getitem__,
                     lambda name, row: np.asarray(tensors[name][row]), where)
-
-    target_dtype = ml_dtypes.bfloat16 if config.param_dtype == "bfloat16" else np.float32
-
-    def dtype_of(array: np.ndarray) -> np.ndarray:
-        return np.asarray(array).astype(target_dtype)
-
-    layers = []
-    for i in range(config.num_layers):
-        layer: dict = {}
-        for hf_name, path, to_ours, _ in LAYER_RULES:
-            value = dtype_of(to_ours(np.asarray(tensors[f"model.layers.{i}.{hf_name}"]), config))
-            _set(layer, path, value)
-        layers.append(layer)
-    params: dict = {
-        "embed_tokens": {"embedding": dtype_of(tensors["model.embed_tokens.weight"])},
-        "norm": {"scale": dtype_of(tensors["model.norm.weight"])},
-    }
-    if not config.tie_word_embeddings:
-        params["lm_head"] = {"kernel": dtype_of(np.asarray(tensors["lm_head.weight"]).T)}
-    if config.scan_layers:
-        params["layers"] = {}
-        for _, path, _, _ in LAYER_RULES:
-            _set(params["layers"], path, np.stack([_get(layer, path) for layer in layers]))
-    else:
-        params.update({f"layers_{i}": layer for i, layer in enumerate(layers)})
+    target = ml_dtypes.bfloat16 if config.param_dtype == "bfloat16" else np.float32
+    params: dict = {}
+    for path, group in by_leaf(plan).items():
+        values = [tensor.layout.to_ours(np.asarray(tensors[tensor.name]), tensor.our_shape).astype(target)
+                  for tensor in group]
+        tree_set(params, path, np.stack(values) if group[0].layer is not None else values[0])
     return params
 
 
 def hf_tensors_from_params(params: dict, config: LlamaConfig, dtype: Optional[str] = None) -> dict[str, np.ndarray]:
     """The HF tensor dict of ``params`` (cast to ``dtype`` when given: "float32" or "bfloat16")."""
-
-    def host(array) -> np.ndarray:
-        value = np.asarray(array)
-        if dtype is not None:
-            value = value.astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype))
-        return np.ascontiguousarray(value)
-
-    tensors = {
-        "model.embed_tokens.weight": host(params["embed_tokens"]["embedding"]),
-        "model.norm.weight": host(params["norm"]["scale"]),
-    }
-    if not config.tie_word_embeddings:
-        tensors["lm_head.weight"] = host(np.asarray(params["lm_head"]["kernel"]).T)
-    for i in range(config.num_layers):
-        for hf_name, path, _, to_hf in LAYER_RULES:
-            if config.scan_layers:
-                value = np.asarray(_get(params["layers"], path))[i]
-            else:
-                value = np.asarray(_get(params[f"layers_{i}"], path))
-            tensors[f"model.layers.{i}.{hf_name}"] = host(to_hf(value, config))
-    return tensors
+    cast = None if dtype is None else (ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype))
+    return {tensor.name: tensor.layout.to_hf(np.asarray(tensor.ours(params)), cast) for tensor in tensor_plan(config)}
 
 
 def save_hf_checkpoint(
@@ -165,20 +111,3 @@ def write_hf_side_files(directory: epath.Path, config: LlamaConfig, dtype: str, 
                 copied += 1
         if not copied:
             raise CheckpointError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) to copy")
-
-
-def _check_shape(tensors: dict, name: str, shape: tuple[int, ...], where: str) -> None:
-    if tuple(tensors[name].shape) != shape:
-        raise CheckpointError(f"{where}: {name} has shape {tuple(tensors[name].shape)}, config.json implies {shape}")
-
-
-def _get(tree: dict, path: tuple[str, ...]):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value

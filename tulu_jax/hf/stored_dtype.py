@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from tulu_jax.errors import CheckpointError, ConfigError
-from tulu_jax.hf.mapping import IGNORED_SUFFIXES
+from tulu_jax.hf.tensor_plan import IGNORED_SUFFIXES
 from tulu_jax.hf.safetensors_index import SafetensorsIndex
 
 COMPUTED_DTYPES = ("float32", "bfloat16")

@@ -27,8 +27,8 @@ from etils import epath
 from data_pipeline.paths import as_path
 from tulu_jax import distributed
 from tulu_jax.errors import CheckpointError
-from tulu_jax.hf.mapping import LAYER_LAYOUTS, LAYER_RULES, Layout
 from tulu_jax.hf.safetensors_io import _NAMES
+from tulu_jax.hf.tensor_plan import PlannedTensor, tensor_plan
 from tulu_jax.models.config import LlamaConfig
 
 log = logging.getLogger(__name__)
@@ -37,38 +37,20 @@ DEFAULT_SHARD_BYTES = 5 * 2**30
 
 
 @dataclass(frozen=True)
-class PlannedTensor:
-    """One HF tensor: where it comes from in our params and how it is laid out on the way."""
+class ExportedTensor:
+    """One planned HF tensor and the leaf of the params being exported that holds it."""
 
-    name: str
-    leaf: Any  # the jax.Array holding it (all layers when stacked)
-    layer: Optional[int]  # index on the leading layers axis of a stacked leaf
-    layout: Layout  # how our array is made from the HF tensor
-    hf_shape: tuple[int, ...]
+    planned: PlannedTensor
+    leaf: Any  # a jax.Array (all layers when stacked) or a host array
 
     @property
-    def our_shape(self) -> tuple[int, ...]:
-        return tuple(self.leaf.shape[1:] if self.layer is not None else self.leaf.shape)
+    def name(self) -> str:
+        return self.planned.name
 
 
-def plan_tensors(params: Any, config: LlamaConfig) -> list[PlannedTensor]:
+def plan_tensors(params: Any, config: LlamaConfig) -> list[ExportedTensor]:
     """Every HF tensor of ``params``, in name order."""
-    planned = [
-        ("model.embed_tokens.weight", params["embed_tokens"]["embedding"], None, Layout()),
-        ("model.norm.weight", params["norm"]["scale"], None, Layout()),
-    ]
-    if not config.tie_word_embeddings:
-        planned.append(("lm_head.weight", params["lm_head"]["kernel"], None, Layout(transposed=True)))
-    for i in range(config.num_layers):
-        for hf_name, path, _, _ in LAYER_RULES:
-            leaf = _get(params["layers"], path) if config.scan_layers else _get(params[f"layers_{i}"], path)
-            planned.append((f"model.layers.{i}.{hf_name}", leaf, i if config.scan_layers else None,
-                            LAYER_LAYOUTS[hf_name]))
-    result = []
-    for name, leaf, layer, layout in planned:
-        our_shape = tuple(leaf.shape[1:] if layer is not None else leaf.shape)
-        result.append(PlannedTensor(name, leaf, layer, layout, layout.hf_shape(our_shape)))
-    return sorted(result, key=lambda tensor: tensor.name)
+    return [ExportedTensor(planned, planned.leaf(params)) for planned in tensor_plan(config)]
 
 
 def export_params_streamed(
@@ -126,25 +108,26 @@ def _agreed_token() -> str:
     return distributed.agreed("export token", uuid.uuid4().hex[:12])
 
 
-def _owned_pieces(tensor: PlannedTensor):
-    """``(index in our layer shape, host array)`` of each piece of ``tensor`` this process owns."""
+def _owned_pieces(tensor: ExportedTensor):
+    """``(bounds in our layer shape, host array)`` of each piece of ``tensor`` this process owns."""
+    planned = tensor.planned
     if not isinstance(tensor.leaf, jax.Array):  # host params (one process): one piece, the whole tensor
         data = np.asarray(tensor.leaf)
-        data = data[tensor.layer] if tensor.layer is not None else data
-        yield [[0, dim] for dim in tensor.our_shape], data
+        data = data[planned.layer] if planned.layer is not None else data
+        yield [[0, dim] for dim in planned.our_shape], data
         return
     for shard in tensor.leaf.addressable_shards:
         if shard.replica_id != 0:
             continue
         index = shard.index
-        if tensor.layer is not None:
+        if planned.layer is not None:
             start, stop, _ = index[0].indices(tensor.leaf.shape[0])
-            if not start <= tensor.layer < stop:
+            if not start <= planned.layer < stop:
                 continue
-            data, index = np.asarray(_take_layer(shard.data, tensor.layer - start)), index[1:]
+            data, index = np.asarray(_take_layer(shard.data, planned.layer - start)), index[1:]
         else:
             data = np.asarray(shard.data)
-        yield [list(s.indices(dim)[:2]) for s, dim in zip(index, tensor.our_shape)], data
+        yield [list(s.indices(dim)[:2]) for s, dim in zip(index, planned.our_shape)], data
 
 
 @jax.jit
@@ -153,7 +136,7 @@ def _take_layer(stacked: jax.Array, layer) -> jax.Array:
     return jax.lax.dynamic_index_in_dim(stacked, layer, keepdims=False)
 
 
-def _stage_pieces(tensors: list[PlannedTensor], folder: epath.Path, dtype: np.dtype) -> None:
+def _stage_pieces(tensors: list[ExportedTensor], folder: epath.Path, dtype: np.dtype) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = []
     for tensor in tensors:
@@ -173,43 +156,29 @@ def _read_manifests(staging: epath.Path) -> dict[str, list[tuple[list, epath.Pat
     return pieces
 
 
-def _assemble(tensor: PlannedTensor, dtype: np.dtype, remote: dict) -> np.ndarray:
+def _assemble(tensor: ExportedTensor, dtype: np.dtype, remote: dict) -> np.ndarray:
     """The whole HF tensor, each piece (owned or staged) placed straight into the HF layout: the only
     buffer of the tensor's size, beside one piece at a time."""
-    out = np.empty(tensor.hf_shape, dtype)
+    planned = tensor.planned
+    out = np.empty(planned.hf_shape, dtype)
     filled = 0
     for bounds, data in _owned_pieces(tensor):
-        _place(out, bounds, data, tensor)
+        planned.layout.place(out, planned.our_shape, bounds, data, planned.name)
         filled += data.size
     for bounds, file in remote.get(tensor.name, []):
         shape = tuple(b - a for a, b in bounds)
-        _place(out, bounds, np.frombuffer(file.read_bytes(), dtype).reshape(shape), tensor)
+        planned.layout.place(out, planned.our_shape, bounds, np.frombuffer(file.read_bytes(), dtype).reshape(shape),
+                             planned.name)
         filled += math.prod(shape)
     if filled != out.size:
         raise CheckpointError(f"export of {tensor.name}: {filled} of {out.size} values were found; a process is missing")
     return out
 
 
-def _place(out: np.ndarray, bounds: list, data: np.ndarray, tensor: PlannedTensor) -> None:
-    """Write a piece of our layout (``bounds`` per our axis) into the HF array ``out``."""
-    layout = tensor.layout
-    if layout.split_axis is not None:
-        axis = layout.split_axis
-        inner = tensor.our_shape[axis + 1]
-        if list(bounds[axis + 1]) != [0, inner]:
-            raise CheckpointError(f"export of {tensor.name}: head_dim is split across devices, which export "
-                                  "does not support; keep head_dim unsharded in sharding.LOGICAL_AXIS_RULES")
-        bounds = bounds[:axis] + [[bounds[axis][0] * inner, bounds[axis][1] * inner]] + bounds[axis + 2:]
-        data = data.reshape(data.shape[:axis] + (-1,) + data.shape[axis + 2:])
-    if layout.transposed:
-        bounds, data = bounds[::-1], data.T
-    out[tuple(slice(a, b) for a, b in bounds)] = data
-
-
-def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], dtype: np.dtype, max_shard_bytes: int,
+def _write_shards(folder: epath.Path, tensors: list[ExportedTensor], dtype: np.dtype, max_shard_bytes: int,
                   remote: dict) -> None:
-    nbytes = {tensor.name: math.prod(tensor.hf_shape) * dtype.itemsize for tensor in tensors}
-    shards: list[list[PlannedTensor]] = [[]]
+    nbytes = {tensor.name: math.prod(tensor.planned.hf_shape) * dtype.itemsize for tensor in tensors}
+    shards: list[list[ExportedTensor]] = [[]]
     size = 0
     for tensor in tensors:
         if shards[-1] and size + nbytes[tensor.name] > max_shard_bytes:
@@ -224,7 +193,7 @@ def _write_shards(folder: epath.Path, tensors: list[PlannedTensor], dtype: np.dt
         header: dict = {"__metadata__": {"format": "pt"}}
         offset = 0
         for tensor in shard:
-            header[tensor.name] = {"dtype": _NAMES[dtype], "shape": list(tensor.hf_shape),
+            header[tensor.name] = {"dtype": _NAMES[dtype], "shape": list(tensor.planned.hf_shape),
                                    "data_offsets": [offset, offset + nbytes[tensor.name]]}
             offset += nbytes[tensor.name]
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -265,8 +234,3 @@ def _swap_into_place(temporary: epath.Path, directory: epath.Path) -> None:
     if old is not None:
         old.rmtree()
 
-
-def _get(tree: dict, path: tuple[str, ...]):
-    for key in path:
-        tree = tree[key]
-    return tree
