@@ -59,7 +59,7 @@ def diverging_update_step(bad_update: int, grad_norm_at: int = 0):
 
 def spec_for(tmp_path, total, save_every=2, run_config=None):
     checkpointer = Checkpointer(tmp_path / "checkpoints", CheckpointConfig(keep=5, async_save=True))
-    return LoopSpec(total_steps=total, to_device=lambda batch: batch, logger=MetricsLogger(tmp_path, tensorboard=False),
+    return LoopSpec(total_steps=total, logger=MetricsLogger(tmp_path, tensorboard=False),
                     log_every=1, checkpointer=checkpointer, save_every=save_every, progress_bar=False,
                     run_config=run_config or {})
 

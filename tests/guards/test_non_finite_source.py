@@ -11,7 +11,7 @@ from tulu_jax.hf.safetensors_io import write_checkpoint_dir
 from tulu_jax.models import init_params, param_logical_axes, preset
 from tulu_jax.models.params import param_shapes
 from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
-from tulu_jax.stages.common import ModelConfig, load_model_params
+from tulu_jax.stages.model_source import ModelConfig, load_model_params
 
 
 def test_a_checkpoint_with_nan_is_refused_naming_the_tensor(tmp_path):

@@ -22,7 +22,7 @@ def step_with_loss_offset(offset: float):
 
 def spec_for(run_dir, total):
     checkpointer = Checkpointer(run_dir / "checkpoints", CheckpointConfig(keep=5, async_save=False))
-    return LoopSpec(total_steps=total, to_device=lambda batch: batch, logger=MetricsLogger(run_dir, tensorboard=True),
+    return LoopSpec(total_steps=total, logger=MetricsLogger(run_dir, tensorboard=True),
                     log_every=1, checkpointer=checkpointer, save_every=2, progress_bar=False, run_config={})
 
 

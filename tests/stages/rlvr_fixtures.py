@@ -7,7 +7,7 @@ import jax
 from tests.stages.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer
 from tulu_jax.config import from_dict
 from tulu_jax.sharding import MeshConfig, make_mesh
-from tulu_jax.stages.common import resolve_model_config
+from tulu_jax.stages.model_source import resolve_model_config
 from tulu_jax.stages.rlvr import RLVR, RLVRConfig
 
 

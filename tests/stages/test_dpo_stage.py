@@ -59,7 +59,7 @@ def test_dpo_norm_learns_the_preferences_and_widens_the_margin(trained):
 
 def test_reference_cache_is_written_once_then_hit_without_any_reference_forward(workspace, trained, monkeypatch):
     _, first = trained
-    assert first.reference_cache_hit is False and first.reference_batches_computed > 0
+    assert first.details["reference_cache_hit"] is False and first.details["reference_batches_computed"] > 0
     assert len(list(workspace["cache"].glob("*.npz"))) == 2  # the train and the eval split
 
     def no_reference_pass(*args, **kwargs):
@@ -68,7 +68,7 @@ def test_reference_cache_is_written_once_then_hit_without_any_reference_forward(
     monkeypatch.setattr(dpo_stage, "jit_reference_pass", lambda *a, **k: no_reference_pass)
     config = dpo_config(workspace, "second", training={"max_steps": 2})
     second = run_dpo(config, export=False)
-    assert second.reference_cache_hit is True and second.reference_batches_computed == 0
+    assert second.details["reference_cache_hit"] is True and second.details["reference_batches_computed"] == 0
     # Same data order and same start: the first steps match the first run's.
     first_rows = [row for row in read_metrics(trained[0].output_dir) if "rewards/margin" in row][:2]
     second_rows = [row for row in read_metrics(config.output_dir) if "rewards/margin" in row]
@@ -88,7 +88,7 @@ def test_dpo_and_dpo_norm_losses_follow_the_formulas_on_stage_rows(workspace, tr
     """The stage's loss function on real rows, trained policy vs a random reference, against NumPy."""
     config, result = trained
     prepared = prepare_data(config.data, kind="preference", log=lambda line: None)
-    from tulu_jax.stages.common import resolve_model_config
+    from tulu_jax.stages.model_source import resolve_model_config
 
     model_config = resolve_model_config(config.model)
     batch = {key: np.asarray(prepared.eval[key][:8]) for key in PAIR_KEYS}
@@ -116,7 +116,7 @@ def test_dpo_and_dpo_norm_losses_follow_the_formulas_on_stage_rows(workspace, tr
 def test_plain_dpo_runs_on_the_stage(workspace, trained):
     config = dpo_config(workspace, "plain", dpo={"loss_type": "dpo", "beta": 0.1}, training={"max_steps": 3})
     result = run_dpo(config, export=False)
-    assert result.reference_cache_hit is True  # the reference numbers do not depend on the loss
+    assert result.details["reference_cache_hit"] is True  # the reference numbers do not depend on the loss
     rows = [row for row in read_metrics(config.output_dir) if "rewards/margin" in row]
     assert len(rows) == 3 and all(math.isfinite(row["loss"]) for row in rows)
     assert rows[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-5)
@@ -128,7 +128,7 @@ def test_in_step_reference_gives_the_same_steps_as_the_cache(workspace, trained)
     config = dpo_config(workspace, "in_step", dpo={"reference": "in_step"},
                         training={"max_steps": 3, "micro_batches": 2})
     result = run_dpo(config, export=False)
-    assert result.reference_cache_hit is None and result.reference_batches_computed == 0
+    assert result.details["reference_cache_hit"] is None and result.details["reference_batches_computed"] == 0
     cached = [row for row in read_metrics(trained[0].output_dir) if "rewards/margin" in row][:3]
     in_step = [row for row in read_metrics(config.output_dir) if "rewards/margin" in row]
     for a, b in zip(cached, in_step, strict=True):

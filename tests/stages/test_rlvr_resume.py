@@ -3,7 +3,7 @@
 The checkpoint holds the policy and value params, both optimizer states, the rollout step, the rng and the
 data iterator's position; the reference is reloaded from ``model.source``, and the rollout key is derived
 from the step, so the resumed run samples the same responses, scores them the same, and applies the same
-updates. Resuming goes through ``stages.common.resume_state``, as SFT and DPO do.
+updates. Resuming goes through the stage runner (``stages.resume.resume_state``), as SFT and DPO do.
 """
 
 from __future__ import annotations
@@ -17,11 +17,34 @@ from tests.helpers.killed_runs import assert_same_weights
 from tests.stages.rlvr_fixtures import toy_config
 from tests.stages.rlvr_toy_task import ToyTokenizer, toy_prompts
 from tulu_jax.errors import CheckpointError
-from tulu_jax.stages.rlvr import run_rlvr
+from tulu_jax.stages.rlvr import RLVRData, RLVRStage
+from tulu_jax.stages.runner import run_stage
+from tulu_jax.training.hooks import Hook
 
 
-def run(config, **options):
-    return run_rlvr(config, tokenizer=ToyTokenizer(), prompts=toy_prompts(32), **options)
+class ProcessDied(Exception):
+    pass
+
+
+class DieAfter(Hook):
+    """The process dies once step ``step`` is checkpointed: the next step's update is lost with it."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def due(self, step: int, total_steps: int) -> bool:
+        return step == self.step + 1
+
+    def after_step(self, step: int, state) -> dict:
+        raise ProcessDied(f"killed during step {step}")
+
+
+def run(config, resume=None, stop_after=None):
+    stage = RLVRStage(config, RLVRData(ToyTokenizer(), toy_prompts(32)))
+    if stop_after is None:
+        return run_stage(stage, resume)
+    with pytest.raises(ProcessDied):
+        run_stage(stage, resume, hooks=(DieAfter(stop_after),))
 
 
 def train_metrics(output_dir):

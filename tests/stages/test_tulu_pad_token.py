@@ -37,7 +37,7 @@ def test_sft_grows_the_vocabulary_for_the_pad_token_and_exports_what_transformer
         "training.max_steps=2", "training.micro_batches=1", "checkpoint.save_every=0", "training.tensorboard=false",
         "loss.logits_chunk_size=64",
     ])
-    export = run_sft(config)
+    export = run_sft(config).export_dir
 
     exported = json.loads((export / "config.json").read_text())
     assert exported["vocab_size"] == 128264 and exported["pad_token_id"] == 128256

@@ -12,7 +12,7 @@ from data_pipeline.chat_template import TULU_CHAT_TEMPLATE, render_tulu
 from tests.helpers.tiny_tokenizer import build_tiny_tokenizer
 from tests.training.conftest import micro_config
 from tulu_jax.models import Llama, init_params
-from tulu_jax.stages.common import export_hf
+from tulu_jax.stages.hf_export import export_hf
 
 
 def test_export_loads_in_transformers_with_matching_logits_and_chat_template(tmp_path):

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
+from tulu_jax.training.hooks import Throughput
 from tulu_jax.training.loop import LoopSpec, TrainingDivergedError, run_training
 from tulu_jax.training.metrics import MetricsLogger
 from tulu_jax.training.state import TrainState
@@ -48,8 +49,9 @@ def initial_state() -> TrainState:
 def test_nan_loss_stops_with_the_last_good_checkpoint_kept(tmp_path):
     checkpointer = Checkpointer(tmp_path / "checkpoints", CheckpointConfig(keep=5, async_save=True))
     logger = MetricsLogger(tmp_path, tensorboard=True)
-    spec = LoopSpec(total_steps=10, to_device=lambda batch: batch, logger=logger, log_every=1,
-                    checkpointer=checkpointer, save_every=2, progress_bar=False, tokens_per_step=4)
+    spec = LoopSpec(total_steps=10, logger=logger, log_every=1,
+                    checkpointer=checkpointer, save_every=2, progress_bar=False,
+                    hooks=(Throughput(tokens_per_step=4),))
     with pytest.raises(TrainingDivergedError, match=r"nan at step 5.*step 4"):
         run_training(initial_state(), fake_step(nan_at=5), CountingBatches(), spec)
     logger.close()
@@ -64,7 +66,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(tmp_path):
 
 def test_completed_run_saves_the_last_step(tmp_path):
     checkpointer = Checkpointer(tmp_path / "checkpoints", CheckpointConfig(async_save=False))
-    spec = LoopSpec(total_steps=3, to_device=lambda batch: batch, logger=MetricsLogger(tmp_path, tensorboard=False),
+    spec = LoopSpec(total_steps=3, logger=MetricsLogger(tmp_path, tensorboard=False),
                     checkpointer=checkpointer, save_every=0, progress_bar=True)
     state = run_training(initial_state(), fake_step(nan_at=99), CountingBatches(), spec)
     assert int(state.step) == 3 and float(state.params["w"][0]) == 3.0
@@ -92,7 +94,7 @@ def test_scalars_are_read_after_the_next_step_is_dispatched(tmp_path):
         return state.replace(step=state.step + 1), {"loss": RecordedScalar(events, done, loss)}
 
     checkpointer = Checkpointer(tmp_path / "checkpoints", CheckpointConfig(async_save=False))
-    spec = LoopSpec(total_steps=10, to_device=lambda batch: batch, logger=MetricsLogger(tmp_path, tensorboard=False),
+    spec = LoopSpec(total_steps=10, logger=MetricsLogger(tmp_path, tensorboard=False),
                     log_every=100, checkpointer=checkpointer, save_every=3, progress_bar=False)
     batches = CountingBatches()
     with pytest.raises(TrainingDivergedError, match=r"nan at step 5.*step 3"):

@@ -20,6 +20,6 @@ def run(args: argparse.Namespace) -> int:
     from tulu_jax.stages.rlvr import RLVRConfig, run_rlvr
 
     config = load_config(RLVRConfig, args.config, args.overrides)
-    export = run_rlvr(config, resume=resume_flag(args))
-    print(f"exported the RL-trained policy to {export}")
+    result = run_rlvr(config, resume=resume_flag(args))
+    print(f"exported the RL-trained policy to {result.export_dir}")
     return 0

@@ -20,6 +20,6 @@ def run(args: argparse.Namespace) -> int:
     from tulu_jax.stages.sft import SFTConfig, run_sft
 
     config = load_config(SFTConfig, args.config, args.overrides)
-    export = run_sft(config, resume=resume_flag(args))
-    print(f"exported the fine-tuned model to {export}")
+    result = run_sft(config, resume=resume_flag(args))
+    print(f"exported the fine-tuned model to {result.export_dir}")
     return 0

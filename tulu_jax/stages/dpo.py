@@ -2,7 +2,7 @@
 
 Read top to bottom: config → preference rows with example indices → model → reference log-probs (cached
 pass before training, or computed in the step) → preference loss on one forward of chosen+rejected →
-jitted step → the shared loop → Hugging Face export. Formulas: ../shared/RECIPE.md section 5.
+jitted step → the stage on the runner → Hugging Face export. Formulas: ../shared/RECIPE.md section 5.
 """
 
 from __future__ import annotations
@@ -10,17 +10,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import jax
 import jax.numpy as jnp
 
-from data_pipeline.paths import as_path
-from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
-from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
-from tulu_jax.config import check_choice, to_yaml
+from data_pipeline.paths import as_path
+from data_pipeline.work_share import WorkShare
+from tulu_jax.checkpoint import CheckpointConfig
+from tulu_jax.config import check_choice
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
@@ -28,19 +27,17 @@ from tulu_jax.objectives import PREFERENCE_LOSS_TYPES, preference_loss
 from tulu_jax.reference_cache import ReferenceLogps
 from tulu_jax.sharding import MeshConfig, check_batch_divisible
 from tulu_jax.stages import preference_training as pt
-from tulu_jax.stages.common import (
-    EXPORT_DIR, ModelConfig, export_hf, load_model_params, resolve_model_config, resume_state, run_config_dict,
-)
 from tulu_jax.stages.dpo_reference import (
     cached_reference_logps, in_step_reference, jit_reference_pass, reference_cache_key,
 )
-from tulu_jax.stages.same_run import start_stage
-from tulu_jax.stages.preference_batches import (
-    PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps,
-)
+from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.preference_batches import PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps
+from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
+from tulu_jax.stages.runner.export import chat_model_export
 from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.loop import DeviceStep
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
-from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
 from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
@@ -84,15 +81,6 @@ class DPOConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
-
-
-@dataclass
-class DPOResult:
-    export_dir: Optional[Path]
-    params: Any  # final policy params (device arrays)
-    eval_metrics: dict  # mean metrics on the held-out pairs at the end ({} without an eval split)
-    reference_cache_hit: Optional[bool]  # None when no cache was used (in_step or simpo)
-    reference_batches_computed: int  # batches of the reference pass run by this process (0 on a hit)
 
 
 def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> Callable:
@@ -191,116 +179,111 @@ def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] 
                    training.batch_size, pass_batch, config.data.max_seq_len)
 
 
-def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> DPOResult:
-    """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``."""
-    start_stage(config)
-    output_dir = as_path(config.output_dir)
-    is_writer = jax.process_index() == 0
-    if is_writer:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    objective, training = config.dpo, config.training
+class DPOStage(Stage):
+    """DPO on the runner: preference rows, the reference log-probs (cached before training, or in the step),
+    the DPO step, held-out pair metrics, the chat-model export."""
 
-    # Data: preference rows, each tagged with its example index.
-    setup = pt.prepare_pairs(config)
-    prepared, train_rows, eval_rows = setup.prepared, setup.train_rows, setup.eval_rows
-    model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
-    total_steps = training.total_steps(loader.steps_per_epoch)
+    def __init__(self, config: DPOConfig):
+        self.config = config
+        self.frozen_reference = None  # the in_step reference params, set with the training state
 
-    reference_model = dataclasses.replace(config.model, source=objective.reference_model) if objective.reference_model \
-        else config.model
-    reference_config = resolve_model_config(reference_model, prepared.tokenizer.vocab_size) \
-        if objective.reference_model else model_config
-    # Optimizer, shardings, the jitted step and reference pass: the builder the planner compiles too.
-    built = build_dpo_step(config, mesh, model_config, reference_config, total_steps)
-    optimizer, shardings = built.optimizer, built.shardings
-    run_config = run_config_dict(config, model_config)
-    if is_writer:
-        (output_dir / "config.yaml").write_text(to_yaml(config))
+    def prepare(self, share: WorkShare) -> StagePlan:
+        config, objective = self.config, self.config.dpo
+        rows = pt.prepare_pairs(config, share)
+        model_config, mesh = rows.model_config, rows.mesh
+        total_steps = rows.total_steps(config.training)
+        self.reference_model = dataclasses.replace(config.model, source=objective.reference_model) \
+            if objective.reference_model else config.model
+        self.reference_config = resolve_model_config(self.reference_model, rows.prepared.tokenizer.vocab_size) \
+            if objective.reference_model else model_config
+        # Optimizer, shardings, the jitted step and reference pass: the builder the planner compiles too.
+        self.built = built = build_dpo_step(config, mesh, model_config, self.reference_config, total_steps)
+        self.model_config = model_config
+        # The initial policy, read once when first needed; it is also the reference unless dpo.reference_model
+        # names another model.
+        self.policy = _Lazy(lambda: load_model_params(config.model, model_config, config.seed, built.shardings.params))
+        eval_step = build_eval_step(built.loss_fn, pt.global_pairs_context)
+        details = {"reference_cache_hit": None, "reference_batches_computed": 0}
+        if built.in_step:
+            to_device = pt.to_device_fn(mesh, PAIR_KEYS)
+            batches = pt.PairBatches(rows.loader, PAIR_KEYS)
+            step = DeviceStep(lambda s, b: built.step(s, b, self.frozen_reference), to_device, pt.pair_means)
+            reference_fn = in_step_reference(self.reference_config, objective.logits_chunk_size, 1, mesh)
+            jitted_eval = pt.jit_pair_eval(lambda p, b, r: eval_step(p, {**b, **reference_fn(r, b)}), mesh,
+                                           built.shardings.params, {key: 2 for key in PAIR_KEYS},
+                                           (built.shardings.params,))
+            evaluate_step, eval_extend = (lambda p, b: jitted_eval(p, b, self.frozen_reference)), None
+        else:
+            train_reference, eval_reference = self._reference_logps(rows, details)
+            to_device = pt.to_device_fn(mesh, tuple(BATCH_RANKS))
+            batches = pt.PairBatches(rows.loader, PAIR_KEYS, train_reference.lookup)
+            step = DeviceStep(built.step, to_device, pt.pair_means)
+            evaluate_step = pt.jit_pair_eval(eval_step, mesh, built.shardings.params, BATCH_RANKS)
+            eval_extend = eval_reference.lookup if eval_reference is not None else None
+        return StagePlan(
+            model_config=model_config, batches=batches, total_steps=total_steps,
+            abstract_state=built.abstract_state(), step=step,
+            export=chat_model_export(config, model_config, rows.prepared.tokenizer),
+            evaluation=pt.pair_evaluation(evaluate_step, rows.eval_rows, PAIR_KEYS, rows.micro_batch, to_device,
+                                          config, eval_extend),
+            hooks=(pt.pair_throughput(config),), details=details,
+        )
 
-    # The initial policy; it is also the reference unless dpo.reference_model names another model.
-    state = create_train_state(load_model_params(config.model, model_config, config.seed, shardings.params), optimizer,
-                               config.seed, shardings)
-
-    def reference_params(copy: bool):
-        if not objective.reference_model:
-            if not copy:
-                return state.params
-            # Kept through training, so a copy: the train state's buffers are donated to the first step.
-            return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings.params)(state.params)
-        if reference_config != model_config:
-            raise ConfigError(f"dpo.reference_model {objective.reference_model!r} has another shape than the policy")
-        return load_model_params(reference_model, reference_config, config.seed, shardings.params)
-
-    to_device = pt.to_device_fn(mesh, tuple(BATCH_RANKS))
-    cache_hit, computed = None, [0]
-    if objective.uses_reference and objective.reference == "cached":
-        reference_pass = built.reference_pass
+    def _reference_logps(self, rows, details: dict) -> tuple[ReferenceLogps, Optional[ReferenceLogps]]:
+        """Reference log-probs of the train and eval splits: from the cache (one pass over every pair on a miss),
+        or zeros for a loss without a reference (simpo)."""
+        config, objective, built = self.config, self.config.dpo, self.built
+        if not objective.uses_reference:
+            eval_zeros = ReferenceLogps.zeros(num_pairs(rows.eval_rows)) if rows.eval_rows is not None else None
+            return ReferenceLogps.zeros(num_pairs(rows.train_rows)), eval_zeros
         cache_dir = objective.reference_cache_dir or str(as_path(config.output_dir) / "reference_logps")
-        pass_batch = built.reference_batch_size
-        pair_device = pt.to_device_fn(mesh, PAIR_KEYS)
-        lazy_params = _Lazy(lambda: reference_params(copy=False))
+        pair_device = pt.to_device_fn(rows.mesh, PAIR_KEYS)
+        reference = _Lazy(lambda: self._reference_params(copy=False))
+        computed = [0]
 
-        def references(rows, split):
+        def references(split_rows, split):
             values, hit = cached_reference_logps(
-                rows=rows, key=reference_cache_key(reference_model, reference_config, config.seed, config.data, rows),
-                cache_dir=cache_dir, params=lazy_params, reference_pass=lambda p, b: reference_pass(p.value, b),
-                to_device=pair_device, batch_size=pass_batch,
+                rows=split_rows, key=reference_cache_key(self.reference_model, self.reference_config, config.seed,
+                                                         config.data, split_rows),
+                cache_dir=cache_dir, params=reference, reference_pass=lambda p, b: built.reference_pass(p.value, b),
+                to_device=pair_device, batch_size=built.reference_batch_size,
                 on_compute=lambda batches: computed.__setitem__(0, computed[0] + batches),
             )
             log.info("reference log-probs of the %s split: %s", split, "cache hit" if hit else "computed and cached")
             return values, hit
 
-        train_reference, cache_hit = references(train_rows, "train")
-        eval_reference = references(eval_rows, "eval")[0] if eval_rows is not None else None
-        del lazy_params  # a separately loaded reference model is freed before training
-    else:
-        train_reference = ReferenceLogps.zeros(num_pairs(train_rows))
-        eval_reference = ReferenceLogps.zeros(num_pairs(eval_rows)) if eval_rows is not None else None
+        train_reference, details["reference_cache_hit"] = references(rows.train_rows, "train")
+        eval_reference = references(rows.eval_rows, "eval")[0] if rows.eval_rows is not None else None
+        details["reference_batches_computed"] = computed[0]
+        return train_reference, eval_reference  # a separately loaded reference model is freed here
 
-    in_step = objective.uses_reference and objective.reference == "in_step"
-    batches = pt.PairBatches(loader, PAIR_KEYS, None if in_step else train_reference.lookup)
-    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    restored = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches,
-                            run_config=run_config)
-    frozen_reference = reference_params(copy=True) if in_step else None
-    if restored is not None:
-        state = restored
+    def _reference_params(self, copy: bool):
+        """The frozen reference: the initial policy (a copy when the train state's buffers, donated to the first
+        step, are the same), or the model dpo.reference_model names."""
+        objective, shardings = self.config.dpo, self.built.shardings
+        if not objective.reference_model:
+            policy = self.policy.value
+            return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings.params)(policy) if copy \
+                else policy
+        if self.reference_config != self.model_config:
+            raise ConfigError(f"dpo.reference_model {objective.reference_model!r} has another shape than the policy")
+        return load_model_params(self.reference_model, self.reference_config, self.config.seed, shardings.params)
 
-    # The step and the evaluation, jitted once.
-    eval_step = build_eval_step(built.loss_fn, pt.global_pairs_context)
-    if in_step:
-        pair_ranks = {key: 2 for key in PAIR_KEYS}
-        step_fn = lambda s, b: built.step(s, b, frozen_reference)  # noqa: E731
-        jitted_eval = pt.jit_pair_eval(lambda p, b, r: eval_step(p, {**b, **in_step_reference(
-            reference_config, objective.logits_chunk_size, 1, mesh)(r, b)}), mesh, shardings.params, pair_ranks,
-            (shardings.params,))
-        evaluate_step = lambda p, b: jitted_eval(p, b, frozen_reference)  # noqa: E731
-        to_device = pt.to_device_fn(mesh, PAIR_KEYS)
-        eval_extend = None
-    else:
-        step_fn = built.step
-        evaluate_step = pt.jit_pair_eval(eval_step, mesh, shardings.params, BATCH_RANKS)
-        eval_extend = eval_reference.lookup if eval_reference is not None else None
+    def initial_state(self) -> TrainState:
+        return create_train_state(self.policy.value, self.built.optimizer, self.config.seed, self.built.shardings)
 
-    evaluate = None
-    if eval_rows is not None and num_pairs(eval_rows) >= micro_batch:
-        def evaluate(params):
-            return pt.evaluate_pairs(evaluate_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
-                                     eval_extend, training.eval_batches)
+    def training_state(self, restored: Optional[TrainState]) -> TrainState:
+        state = super().training_state(restored)
+        if self.built.in_step:
+            self.frozen_reference = self._reference_params(copy=restored is None)
+        self.policy = None  # the initial policy is held by the state (or not needed after a resume)
+        return state
 
-    state, eval_metrics = pt.train_pairs(
-        state, step_fn, batches, evaluate=evaluate, to_device=to_device, checkpointer=checkpointer, config=config,
-        output_dir=output_dir, run_config=run_config, total_steps=total_steps,
-    )
 
-    export_dir = None
-    if export:
-        tokenizer = prepared.tokenizer
-        special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
-        chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
-        export_dir = export_hf(output_dir / EXPORT_DIR, state.params, model_config, config.data.tokenizer,
-                               chat_template, special_ids, run_config)
-    return DPOResult(export_dir, state.params, eval_metrics, cache_hit, computed[0])
+def run_dpo(config: DPOConfig, resume: Optional[bool] = None, export: bool = True) -> StageResult:
+    """Train, checkpoint and (when ``export``) write ``<output_dir>/hf``; ``details`` says whether the
+    reference log-probs came from the cache and how many batches of the reference pass this process ran."""
+    return run_stage(DPOStage(config), resume, export=export)
 
 
 class _Lazy:

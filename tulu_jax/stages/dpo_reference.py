@@ -28,7 +28,7 @@ from tulu_jax.reference_cache import (
     weights_identity,
 )
 from tulu_jax.sharding import replicated
-from tulu_jax.stages.common import ModelConfig, model_directory
+from tulu_jax.stages.model_source import ModelConfig, model_directory
 from tulu_jax.stages.preference_batches import PAIR_KEYS, pair_sequence_logps
 from tulu_jax.stages.preference_training import batch_shardings
 from tulu_jax.training.step import MeshFunction, split_micro_batches

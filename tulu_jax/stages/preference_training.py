@@ -12,7 +12,6 @@ assumes rank-2 batches; if it learns per-key ranks these two helpers can go.)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
@@ -21,12 +20,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from data_pipeline.loader import BatchLoader
-from data_pipeline.pipeline import prepare_data
-from tulu_jax.sharding import check_batch_divisible, make_mesh, replicated
-from tulu_jax.stages.common import check_vocab, data_work_share, resolve_model_config
-from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch, with_example_index
-from tulu_jax.training.loop import LoopSpec, run_training
-from tulu_jax.training.metrics import MetricsLogger
+from data_pipeline.work_share import WorkShare
+from tulu_jax.sharding import replicated
+from tulu_jax.stages.batch_rows import BatchRows, prepare_batch_rows
+from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch, num_pairs, with_example_index
+from tulu_jax.training.hooks import Evaluation, Throughput
 from tulu_jax.training.step import MeshFunction
 
 log = logging.getLogger(__name__)
@@ -151,55 +149,25 @@ def evaluate_pairs(
     return pair_means(totals)
 
 
-def train_pairs(state, step_fn, batches, *, evaluate, to_device, checkpointer, config, output_dir, run_config,
-                total_steps: int):
-    """The shared loop for a preference stage (DPO or RM): log, evaluate, checkpoint; returns the final state
-    and the held-out metrics at the end ({} without an evaluation split)."""
-    training = config.training
-    logger = MetricsLogger(output_dir, tensorboard=training.tensorboard, wandb_project=training.wandb_project,
-                           run_config=run_config)
-    spec = LoopSpec(
-        total_steps=total_steps, to_device=to_device, logger=logger, summarize=pair_means,
-        log_every=training.log_every, checkpointer=checkpointer, save_every=config.checkpoint.save_every,
-        run_config=run_config, evaluate=evaluate, eval_every=training.eval_every,
-        tokens_per_step=2 * training.batch_size * config.data.max_seq_len,
-        batch_record=output_dir / "batches.jsonl" if training.record_batches else None,
-        progress_bar=training.progress_bar,
-    )
-    try:
-        state = run_training(state, step_fn, batches, spec)
-    finally:
-        logger.close()
-        checkpointer.close()
-    return state, (evaluate(state.params) if evaluate is not None else {})
+def pair_evaluation(eval_step: Callable[[Any, dict], dict], rows: Optional[Mapping[str, np.ndarray]],
+                    keys: tuple[str, ...], micro_batch: int, to_device: Callable, config,
+                    extend: Optional[Callable[[np.ndarray], dict]] = None) -> Optional[Evaluation]:
+    """The held-out evaluation hook of a preference stage, or None without at least one micro-batch of pairs."""
+    if rows is None or num_pairs(rows) < micro_batch:
+        return None
+
+    def evaluate(params) -> dict:
+        return evaluate_pairs(eval_step, params, rows, keys, micro_batch, to_device, extend,
+                              config.training.eval_batches)
+
+    return Evaluation(evaluate, config.training.eval_every)
 
 
-@dataclass
-class PairSetup:
-    """What a preference stage starts from: its rows, model shapes, mesh and checkpointable loader."""
-
-    prepared: Any  # data_pipeline.pipeline.PreparedData
-    train_rows: dict
-    eval_rows: Optional[dict]
-    model_config: Any  # LlamaConfig
-    mesh: Mesh
-    micro_batch: int
-    loader: BatchLoader
+def pair_throughput(config) -> Throughput:
+    """Tokens per second of a preference step: both sides of every pair."""
+    return Throughput(tokens_per_step=2 * config.training.batch_size * config.data.max_seq_len)
 
 
-def prepare_pairs(config) -> PairSetup:
-    """Preference rows tagged with example indices, the model config checked against the tokenizer, the
-    mesh checked against the micro-batch, and the per-process loader (DPO and RM alike)."""
-    training = config.training
-    prepared = prepare_data(config.data, kind="preference", log=log.info, share=data_work_share(config.output_dir))
-    train_rows = with_example_index(prepared.train)
-    eval_rows = with_example_index(prepared.eval) if prepared.eval is not None else None
-    model_config = resolve_model_config(config.model, prepared.tokenizer.vocab_size)
-    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
-    mesh = make_mesh(config.mesh)
-    micro_batch = training.batch_size // training.micro_batches
-    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
-    loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
-                         shuffle=config.data.shuffle, process_index=jax.process_index(),
-                         process_count=jax.process_count())
-    return PairSetup(prepared, train_rows, eval_rows, model_config, mesh, micro_batch, loader)
+def prepare_pairs(config, share: WorkShare) -> BatchRows:
+    """Preference rows tagged with example indices, on the mesh, with the per-process loader (DPO and RM)."""
+    return prepare_batch_rows(config, "preference", share, with_example_index)

@@ -22,7 +22,8 @@ from data_pipeline.demo import DemoFiles, build_demo_data
 from tulu_jax.config import to_dict
 from tulu_jax.errors import ConfigError
 from tulu_jax.models.params import param_shapes
-from tulu_jax.stages.common import EXPORT_DIR, ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.hf_export import EXPORT_DIR
+from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.dpo import DPOConfig, run_dpo
 from tulu_jax.stages.recipe_report import accuracy_table, plot_curves, read_metrics
 from tulu_jax.stages.rlvr import RLVRConfig

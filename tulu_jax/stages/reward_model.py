@@ -2,7 +2,7 @@
 
 Read top to bottom: config → preference rows → scalar-head model from a language model (its lm_head
 dropped, score head zero) → BT loss on the score at each side's last real token, both sides in one
-forward → jitted step → the shared loop → export of the scalar-head params.
+forward → jitted step → the stage on the runner → export of the scalar-head params.
 
 The export (``<output_dir>/reward_model/``) is what the PPO value model starts from:
 ``load_reward_model(output_dir)`` returns ``(LlamaConfig, params)`` in the ``LlamaScalarHead`` layout.
@@ -22,8 +22,9 @@ import orbax.checkpoint as ocp
 
 from data_pipeline.paths import as_path
 from data_pipeline.config import DataConfig
-from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
-from tulu_jax.config import from_dict, to_dict, to_yaml
+from data_pipeline.work_share import WorkShare
+from tulu_jax.checkpoint import CheckpointConfig
+from tulu_jax.config import from_dict, to_dict
 from tulu_jax.errors import CheckpointError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
@@ -33,14 +34,13 @@ from tulu_jax.models.value_head import (
 from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
 from tulu_jax.sharding import MeshConfig, tree_shardings
 from tulu_jax.stages import preference_training as pt
-from tulu_jax.stages.common import (
-    ModelConfig, load_model_params, resolve_model_config, resume_state, run_config_dict,
-)
-from tulu_jax.stages.same_run import start_stage
-from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides, num_pairs
+from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides
+from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
-from tulu_jax.training.state import abstract_state, create_train_state, state_shardings
+from tulu_jax.training.loop import DeviceStep
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
 from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,6 @@ class RewardModelConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
-
-
-@dataclass
-class RewardModelResult:
-    export_dir: Optional[Path]
-    params: Any
-    eval_metrics: dict  # accuracy, margin, loss ... on the held-out pairs ({} without an eval split)
 
 
 def pair_scores(model_config: LlamaConfig, params: Any, batch) -> tuple[jax.Array, jax.Array]:
@@ -140,50 +133,50 @@ def build_reward_model_step(config: RewardModelConfig, mesh, model_config: Optio
                            (config.training.batch_size, config.data.max_seq_len))
 
 
-def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> RewardModelResult:
+class RewardModelStage(Stage):
+    """The reward model on the runner: preference pairs, the BT step, held-out pair accuracy, its own export."""
+
+    def __init__(self, config: RewardModelConfig):
+        self.config = config
+
+    def prepare(self, share: WorkShare) -> StagePlan:
+        config = self.config
+        rows = pt.prepare_pairs(config, share)
+        total_steps = rows.total_steps(config.training)
+        # Optimizer, shardings and the jitted step: the builder the planner compiles too.
+        self.built = build_reward_model_step(config, rows.mesh, rows.model_config, total_steps)
+        self.rows = rows
+        to_device = pt.to_device_fn(rows.mesh, PAIR_KEYS)
+        eval_step = pt.jit_pair_eval(build_eval_step(self.built.loss_fn, pt.global_pairs_context), rows.mesh,
+                                     self.built.shardings.params, BATCH_RANKS)
+        return StagePlan(
+            model_config=rows.model_config, batches=pt.PairBatches(rows.loader, PAIR_KEYS), total_steps=total_steps,
+            abstract_state=self.built.abstract_state(), step=DeviceStep(self.built.step, to_device, pt.pair_means),
+            export=RewardModelExport(rows.model_config),
+            evaluation=pt.pair_evaluation(eval_step, rows.eval_rows, PAIR_KEYS, rows.micro_batch, to_device, config),
+            hooks=(pt.pair_throughput(config),),
+        )
+
+    def initial_state(self) -> TrainState:
+        config, built = self.config, self.built
+        params = initial_scalar_head_params(config.model, self.rows.model_config, config.seed, self.rows.mesh)
+        return create_train_state(params, built.optimizer, config.seed, built.shardings)
+
+
+def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> StageResult:
     """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
-    start_stage(config)
-    output_dir = as_path(config.output_dir)
-    is_writer = jax.process_index() == 0
-    if is_writer:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    training = config.training
+    return run_stage(RewardModelStage(config), resume, export=export)
 
-    setup = pt.prepare_pairs(config)
-    eval_rows = setup.eval_rows
-    model_config, mesh, micro_batch, loader = setup.model_config, setup.mesh, setup.micro_batch, setup.loader
-    batches = pt.PairBatches(loader, PAIR_KEYS)
-    total_steps = training.total_steps(loader.steps_per_epoch)
 
-    # Optimizer, shardings and the jitted step: the builder the planner compiles too.
-    built = build_reward_model_step(config, mesh, model_config, total_steps)
-    optimizer, shardings = built.optimizer, built.shardings
-    run_config = run_config_dict(config, model_config)
-    if is_writer:
-        (output_dir / "config.yaml").write_text(to_yaml(config))
+@dataclass(frozen=True)
+class RewardModelExport:
+    """``<output_dir>/reward_model``: the scalar-head params (Orbax) and ``model_config.json``."""
 
-    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), batches,
-                         run_config=run_config)
-    if state is None:
-        state = create_train_state(initial_scalar_head_params(config.model, model_config, config.seed, mesh), optimizer,
-                                   config.seed, shardings)
+    model_config: LlamaConfig
+    part = None
 
-    step_fn = built.step
-    eval_step = pt.jit_pair_eval(build_eval_step(built.loss_fn, pt.global_pairs_context), mesh, shardings.params, BATCH_RANKS)
-    to_device = pt.to_device_fn(mesh, PAIR_KEYS)
-    evaluate = None
-    if eval_rows is not None and num_pairs(eval_rows) >= micro_batch:
-        def evaluate(params):
-            return pt.evaluate_pairs(eval_step, params, eval_rows, PAIR_KEYS, micro_batch, to_device,
-                                     None, training.eval_batches)
-
-    state, eval_metrics = pt.train_pairs(
-        state, step_fn, batches, evaluate=evaluate, to_device=to_device, checkpointer=checkpointer, config=config,
-        output_dir=output_dir, run_config=run_config, total_steps=total_steps,
-    )
-    export_dir = save_reward_model(output_dir / EXPORT_DIR, state.params, model_config) if export else None
-    return RewardModelResult(export_dir, state.params, eval_metrics)
+    def write(self, output_dir, params: Any, run_config: dict) -> Path:
+        return save_reward_model(as_path(output_dir) / EXPORT_DIR, params, self.model_config)
 
 
 def save_reward_model(directory: Path, params: Any, model_config: LlamaConfig) -> Path:

@@ -1,49 +1,37 @@
 """Stage 1 of Tülu 3: supervised fine-tuning on chat data, cross-entropy on assistant tokens.
 
-Read top to bottom: config → data rows → model → optimizer and train state (fresh or resumed) →
-SFT loss → jitted step → the shared loop → Hugging Face export.
+Read top to bottom: config → SFT loss → jitted step → the stage on the runner (data rows, the step, the
+initial state, held-out evaluation and throughput, the Hugging Face export).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from data_pipeline.paths import as_path
-from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.config import DataConfig
 from data_pipeline.loader import BatchLoader, make_global_batch
-from data_pipeline.pipeline import prepare_data
-from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
-from tulu_jax.config import to_yaml
+from data_pipeline.work_share import WorkShare
+from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import Llama, LlamaConfig, param_logical_axes, unembedding_matrix
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives import chunked_token_logprobs, next_token_targets, sft_loss
 from tulu_jax.objectives.sft import REDUCTIONS
-from tulu_jax.sharding import MeshConfig, batch_sharding, check_batch_divisible, make_mesh
-from tulu_jax.stages.common import (
-    EXPORT_DIR,
-    ModelConfig,
-    check_vocab,
-    data_work_share,
-    export_hf,
-    load_model_params,
-    numpy_batch,
-    resolve_model_config,
-    resume_state,
-    run_config_dict,
-)
-from tulu_jax.stages.same_run import start_stage
+from tulu_jax.sharding import MeshConfig, batch_sharding
+from tulu_jax.stages.batch_rows import prepare_batch_rows
+from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
+from tulu_jax.stages.runner.export import chat_model_export
 from tulu_jax.training.config import TrainingConfig
 from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
-from tulu_jax.training.loop import LoopSpec, run_training
-from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.training.hooks import Evaluation, Throughput
+from tulu_jax.training.loop import DeviceStep
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
 from tulu_jax.training.step import (
@@ -161,78 +149,53 @@ def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] 
                    (config.training.batch_size, config.data.max_seq_len))
 
 
-def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> Path:
-    """Train, checkpoint and export; returns the export directory. ``resume=True`` insists on a checkpoint."""
-    start_stage(config)
-    output_dir = as_path(config.output_dir)
-    is_writer = jax.process_index() == 0
-    if is_writer:
-        output_dir.mkdir(parents=True, exist_ok=True)
+class SFTStage(Stage):
+    """SFT on the runner: chat rows, the SFT step, held-out per-token loss, throughput, the chat-model export."""
 
-    # Data: token rows and the checkpointable loader.
-    prepared = prepare_data(config.data, kind="sft", log=log.info, share=data_work_share(config.output_dir))
-    model_config = resolve_model_config(config.model, prepared.tokenizer.vocab_size)
-    check_vocab(model_config, prepared.tokenizer.vocab_size, config.data.tokenizer)
-    mesh = make_mesh(config.mesh)
-    micro_batch = config.training.batch_size // config.training.micro_batches
-    check_batch_divisible(micro_batch, mesh, "micro-batch size (training.batch_size / training.micro_batches)")
-    per_process = config.training.batch_size // jax.process_count()
-    loader = BatchLoader(prepared.train, per_process, seed=config.data.seed, shuffle=config.data.shuffle,
-                         process_index=jax.process_index(), process_count=jax.process_count())
-    total_steps = config.training.total_steps(loader.steps_per_epoch)
+    def __init__(self, config: SFTConfig):
+        self.config = config
 
-    # Optimizer, train-state shardings and the jitted step: the builder the planner compiles too.
-    built = build_sft_step(config, mesh, model_config, total_steps)
-    optimizer, shardings, step_fn = built.optimizer, built.shardings, built.step
-    run_config = run_config_dict(config, model_config)
-    if is_writer:
-        (output_dir / "config.yaml").write_text(to_yaml(config))
+    def prepare(self, share: WorkShare) -> StagePlan:
+        config = self.config
+        rows = prepare_batch_rows(config, "sft", share)
+        total_steps = rows.total_steps(config.training)
+        # Optimizer, train-state shardings and the jitted step: the builder the planner compiles too.
+        self.built = build_sft_step(config, rows.mesh, rows.model_config, total_steps)
+        self.model_config = rows.model_config
+        sharding = batch_sharding(rows.mesh)
+        peak, source = peak_flops_per_second(config.training.peak_flops_per_device)
+        log.info("peak FLOP/s for MFU: %.3g (%s)", peak * jax.process_count(), source)
+        seq_len = config.data.max_seq_len
+        throughput = Throughput(
+            tokens_per_step=config.training.batch_size * seq_len,
+            flops_per_step=flops_per_step(rows.model_config, config.training.batch_size, seq_len),
+            peak_flops=peak * jax.process_count(),
+        )
+        evaluate = _evaluator(config, rows.eval_rows, self.built.loss_fn, rows.mesh, self.built.shardings.params,
+                              rows.micro_batch)
+        return StagePlan(
+            model_config=rows.model_config, batches=rows.loader, total_steps=total_steps,
+            abstract_state=self.built.abstract_state(),
+            step=DeviceStep(self.built.step, lambda batch: make_global_batch(numpy_batch(batch), sharding), summarize),
+            export=chat_model_export(config, rows.model_config, rows.prepared.tokenizer),
+            evaluation=Evaluation(evaluate, config.training.eval_every) if evaluate is not None else None,
+            hooks=(throughput,),
+        )
 
-    # Fresh or resumed state.
-    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, built.abstract_state(), loader,
-                         run_config=run_config)
-    if state is None:
-        params = load_model_params(config.model, model_config, config.seed, shardings.params)
-        state = create_train_state(params, optimizer, config.seed, shardings)
+    def initial_state(self) -> TrainState:
+        config, built = self.config, self.built
+        params = load_model_params(config.model, self.model_config, config.seed, built.shardings.params)
+        return create_train_state(params, built.optimizer, config.seed, built.shardings)
 
-    loss_fn = built.loss_fn
-    evaluate = _evaluator(config, prepared.eval, loss_fn, mesh, shardings.params, micro_batch)
 
-    sharding = batch_sharding(mesh)
-    seq_len = config.data.max_seq_len
-    peak, source = peak_flops_per_second(config.training.peak_flops_per_device)
-    log.info("peak FLOP/s for MFU: %.3g (%s)", peak * jax.process_count(), source)
-    logger = MetricsLogger(output_dir, tensorboard=config.training.tensorboard,
-                           wandb_project=config.training.wandb_project, run_config=run_config)
-    spec = LoopSpec(
-        total_steps=total_steps,
-        to_device=lambda batch: make_global_batch(numpy_batch(batch), sharding),
-        logger=logger,
-        summarize=summarize,
-        log_every=config.training.log_every,
-        checkpointer=checkpointer,
-        save_every=config.checkpoint.save_every,
-        run_config=run_config,
-        evaluate=evaluate,
-        eval_every=config.training.eval_every,
-        flops_per_step=flops_per_step(model_config, config.training.batch_size, seq_len),
-        peak_flops=peak * jax.process_count(),
-        tokens_per_step=config.training.batch_size * seq_len,
-        batch_record=output_dir / "batches.jsonl" if config.training.record_batches else None,
-        progress_bar=config.training.progress_bar,
-    )
-    try:
-        state = run_training(state, step_fn, loader, spec)
-    finally:
-        logger.close()
-        checkpointer.close()
+def run_sft(config: SFTConfig, resume: Optional[bool] = None) -> StageResult:
+    """Train, checkpoint and export to ``<output_dir>/hf``. ``resume=True`` insists on a checkpoint."""
+    return run_stage(SFTStage(config), resume)
 
-    tokenizer = prepared.tokenizer
-    special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
-    chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
-    return export_hf(output_dir / EXPORT_DIR, state.params, model_config, config.data.tokenizer,
-                     chat_template, special_ids, run_config)
+
+def numpy_batch(batch: dict) -> dict:
+    """Only the numeric arrays of a loader batch (the step takes nothing else)."""
+    return {key: value for key, value in batch.items() if isinstance(value, np.ndarray) and value.dtype != object}
 
 
 def _evaluator(config: SFTConfig, eval_rows, loss_fn, mesh, param_shardings, micro_batch: int):

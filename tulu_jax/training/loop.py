@@ -1,7 +1,9 @@
-"""The one training loop every stage runs: step, log, evaluate, checkpoint, stop on a non-finite loss.
+"""The one training loop every stage runs: step, log, run the hooks that are due, checkpoint, stop on a
+non-finite loss.
 
-A stage brings a jitted step (``state, batch -> state, metrics``), a batch iterator with
-``get_state()/set_state()``, and a few callables; the loop knows nothing of losses or models.
+A stage brings a :class:`TrainStep` (a host part, then a pure device part), a batch iterator with
+``get_state()/set_state()``, and hooks (``training.hooks``: evaluation, keep-best, throughput ...); the loop
+knows nothing of losses or models.
 """
 
 from __future__ import annotations
@@ -10,16 +12,14 @@ import json
 import logging
 import math
 import time
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Protocol, Sequence
 
 import jax
-import numpy as np
 
 from tulu_jax.checkpoint import Checkpointer, non_finite_paths
 from tulu_jax.errors import TuluError
+from tulu_jax.training.hooks import Hook
 from tulu_jax.training.metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
@@ -32,33 +32,54 @@ class TrainingDivergedError(TuluError):
     """The loss became NaN or infinite."""
 
 
+class TrainStep(Protocol):
+    """One training step in two parts, run in this order by every process.
+
+    ``host(state, batch) -> (inputs, host metrics)``: work on the host, such as placing a host batch on the mesh,
+    or RLVR's rollout (sample, decode and score this process's rows, agree across hosts).
+    ``device(state, inputs) -> (state, metrics)``: pure and jitted, the state donated.
+    ``summarize(metrics) -> dict``: what gets logged of the summed step metrics.
+    """
+
+    def host(self, state: Any, batch: Any) -> tuple[Any, Mapping[str, float]]: ...
+
+    def device(self, state: Any, inputs: Any) -> tuple[Any, Mapping[str, Any]]: ...
+
+    def summarize(self, metrics: Mapping[str, float]) -> dict: ...
+
+
+@dataclass(frozen=True)
+class DeviceStep:
+    """A :class:`TrainStep` whose host part only places the batch: ``function(state, to_device(batch))``."""
+
+    function: Callable[[Any, Any], tuple[Any, Mapping[str, Any]]]
+    to_device: Callable[[Any], Any] = lambda batch: batch
+    summarize: Callable[[Mapping[str, float]], dict] = dict
+
+    def host(self, state: Any, batch: Any) -> tuple[Any, dict]:
+        return self.to_device(batch), {}
+
+    def device(self, state: Any, inputs: Any) -> tuple[Any, Mapping[str, Any]]:
+        return self.function(state, inputs)
+
+
+def as_train_step(step: Any) -> TrainStep:
+    """``step`` itself when it has a host and a device part; a plain ``state, batch -> state, metrics`` otherwise."""
+    return step if hasattr(step, "host") and hasattr(step, "device") else DeviceStep(step)
+
+
 @dataclass
 class LoopSpec:
-    """Everything the loop needs besides the state and the step."""
+    """How long to train, where logs and checkpoints go, and the hooks; everything else is a hook."""
 
     total_steps: int
-    to_device: Callable[[Mapping[str, np.ndarray]], Mapping[str, jax.Array]]
     logger: MetricsLogger
-    summarize: Callable[[Mapping[str, float]], dict] = dict  # summed step metrics -> what gets logged
     log_every: int = 10
     checkpointer: Optional[Checkpointer] = None
     save_every: int = 0
-    run_config: dict = field(default_factory=dict)
-    evaluate: Optional[Callable[[Any], dict]] = None  # params -> metrics on the held-out split
-    eval_every: int = 0
-    flops_per_step: float = 0.0
-    peak_flops: float = 0.0
-    tokens_per_step: int = 0
-    batch_record: Optional[Path] = None  # batches.jsonl: step and fingerprint of every batch
+    run_config: dict = field(default_factory=dict)  # saved with every checkpoint
+    hooks: Sequence[Hook] = ()
     progress_bar: bool = True
-
-
-def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> int:
-    """A CRC32 over the batch's arrays in key order (equal batches, equal fingerprints)."""
-    crc = 0
-    for key in sorted(batch):
-        crc = zlib.crc32(np.ascontiguousarray(batch[key]).tobytes(), zlib.crc32(key.encode(), crc))
-    return crc
 
 
 def _diverged(what: str, checkpointer: Optional[Checkpointer]) -> TrainingDivergedError:
@@ -118,54 +139,59 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpec) -> Any:
+def run_training(state: Any, step: TrainStep | Callable, batches: Iterator, spec: LoopSpec) -> Any:
     """Train from ``state.step`` up to ``spec.total_steps``; returns the final state (saved when configured).
 
-    A step's scalars are read after the NEXT step has been dispatched, so the accelerator never idles
-    while the host fetches a batch; steps that log, evaluate or save (and the first and last) are read
-    at once. A non-finite loss therefore stops the run at most one step later, always before a later
-    state is evaluated or checkpointed, and the error names the step that produced it. Since a step's loss
-    is computed before its update, the state itself is checked for NaN and inf before it is evaluated or
-    saved: no checkpoint holds a diverged state.
+    ``step`` is a :class:`TrainStep`, or a plain ``state, batch -> state, metrics``. A step's scalars are read
+    after the NEXT step has been dispatched, so the accelerator never idles while the host fetches a batch;
+    steps that log, run a hook or save (and the first and last) are read at once. A non-finite loss therefore
+    stops the run at most one step later, always before a later state is evaluated or checkpointed, and the
+    error names the step that produced it. Since a step's loss is computed before its update, the state itself
+    is checked for NaN and inf before any hook sees it or it is saved: no checkpoint holds a diverged state.
 
     On resume, metrics logged after the restored step (by the interrupted run) are dropped from
     metrics.jsonl and purged from TensorBoard's view, since those steps are replayed and logged again.
     """
+    step_parts = as_train_step(step)
     start = int(jax.device_get(state.step))
     logger = spec.logger
     if logger.enabled:
         logger.rewind(start)
     _warn_about_changed_config(start, spec)  # on every process: reading the saved config is an Orbax restore
+    for hook in spec.hooks:
+        started = hook.start(state, start)
+        if started:
+            logger.log(start, started, echo=False)
     bar = _progress_bar(start, spec) if spec.progress_bar and logger.enabled else None
-    record = spec.batch_record.open("a") if spec.batch_record is not None and logger.enabled else None
     window_start, window_steps, compile_seconds = None, 0, None
-    unread = None  # (step, device metrics) of a dispatched step whose scalars were not read yet
+    unread = None  # (step, host metrics, device metrics) of a dispatched step whose scalars were not read yet
 
-    def read(step: int, device_metrics) -> dict:
+    def read(number: int, host_metrics, device_metrics) -> dict:
         nonlocal window_steps
-        metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
-        _check_finite(step, metrics, spec.checkpointer)
+        fetched = jax.device_get(device_metrics)
+        metrics = {key: float(value) for key, value in {**host_metrics, **fetched}.items()}
+        _check_finite(number, metrics, spec.checkpointer)
         window_steps += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{spec.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
+            bar.set_postfix(loss=f"{step_parts.summarize(metrics).get('loss', metrics['loss']):.4g}", refresh=False)
         return metrics
 
     try:
-        for step in range(start + 1, spec.total_steps + 1):  # ``step`` = optimizer steps done after this one
+        for number in range(start + 1, spec.total_steps + 1):  # ``number`` = optimizer steps done after this one
             batch = next(batches)
-            if record is not None:
-                record.write(json.dumps({"step": step, "fingerprint": batch_fingerprint(batch)}) + "\n")
-                record.flush()
+            for hook in spec.hooks:
+                hook.on_batch(number, batch)
             began = time.perf_counter()
-            state, device_metrics = step_fn(state, spec.to_device(batch))
+            inputs, host_metrics = step_parts.host(state, batch)
+            state, device_metrics = step_parts.device(state, inputs)
             if unread is not None:
                 read(*unread)
-            unread = (step, device_metrics)
-            logs = step % spec.log_every == 0 or step == spec.total_steps
-            evaluates = spec.evaluate is not None and (_due(spec.eval_every, step) or step == spec.total_steps)
-            saves = spec.checkpointer is not None and (_due(spec.save_every, step) or step == spec.total_steps)
-            if compile_seconds is not None and not (logs or evaluates or saves):
+            unread = (number, host_metrics, device_metrics)
+            logs = number % spec.log_every == 0 or number == spec.total_steps
+            due = [hook for hook in spec.hooks if hook.due(number, spec.total_steps)]
+            saves = spec.checkpointer is not None and (_due(spec.save_every, number) or number == spec.total_steps)
+            if compile_seconds is not None and not (logs or due or saves):
                 continue
             metrics = read(*unread)
             unread = None
@@ -175,22 +201,25 @@ def run_training(state: Any, step_fn: Callable, batches: Iterator, spec: LoopSpe
                 window_start, window_steps = time.perf_counter(), 0  # throughput leaves the compiling step out
             if logs:
                 elapsed = time.perf_counter() - window_start
-                logger.log(step, {**spec.summarize(metrics), **_throughput(spec, window_steps, elapsed)},
-                           echo=bar is None)
+                figures = _step_seconds(window_steps, elapsed)
+                for hook in spec.hooks:
+                    figures.update(hook.on_log(window_steps, elapsed))
+                logger.log(number, {**step_parts.summarize(metrics), **figures}, echo=bar is None)
                 window_start, window_steps = time.perf_counter(), 0
-            if evaluates or saves:
-                _check_state_finite(step, state, spec.checkpointer)
-            if evaluates:
-                eval_metrics = spec.evaluate(state.params)
-                logger.log(step, {f"eval/{key}": value for key, value in eval_metrics.items()})
+            if due or saves:
+                _check_state_finite(number, state, spec.checkpointer)
+            for hook in due:
+                results = hook.after_step(number, state)
+                if results:
+                    logger.log(number, results)
             if saves:
                 logger.sync()  # the lines of the saved steps are on storage before the checkpoint is
-                spec.checkpointer.save(step, state, batches.get_state(), spec.run_config, force=True)
+                spec.checkpointer.save(number, state, batches.get_state(), spec.run_config, force=True)
     finally:
         if bar is not None:
             bar.close()
-        if record is not None:
-            record.close()
+        for hook in spec.hooks:
+            hook.finish()
         if spec.checkpointer is not None:
             spec.checkpointer.wait()
     return state
@@ -200,16 +229,11 @@ def _due(every: int, step: int) -> bool:
     return bool(every) and step % every == 0
 
 
-def _throughput(spec: LoopSpec, steps: int, seconds: float) -> dict:
-    """tokens/s and MFU over the steps since the last log (the compiling first step excluded)."""
+def _step_seconds(steps: int, seconds: float) -> dict:
+    """Seconds per step since the last log (the compiling first step excluded); {} before any such step."""
     if steps == 0 or seconds <= 0:
         return {}
-    figures = {"step_seconds": seconds / steps}
-    if spec.tokens_per_step:
-        figures["tokens_per_second"] = spec.tokens_per_step * steps / seconds
-    if spec.flops_per_step and spec.peak_flops:
-        figures["mfu"] = spec.flops_per_step * steps / seconds / spec.peak_flops
-    return figures
+    return {"step_seconds": seconds / steps}
 
 
 def _progress_bar(start: int, spec: LoopSpec):

@@ -3,6 +3,6 @@ global mesh, per-process scoring, the one ``RolloutBatch``), ``learner`` (log-pr
 PPO epochs) and ``stage`` (the step on the shared loop, resume, keep-best, export)."""
 
 from tulu_jax.stages.rlvr.config import RLVRConfig
-from tulu_jax.stages.rlvr.stage import RLVR, run_rlvr
+from tulu_jax.stages.rlvr.stage import RLVR, RLVRData, RLVRStage, run_rlvr
 
-__all__ = ["RLVR", "RLVRConfig", "run_rlvr"]
+__all__ = ["RLVR", "RLVRConfig", "RLVRData", "RLVRStage", "run_rlvr"]

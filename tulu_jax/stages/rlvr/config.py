@@ -18,7 +18,7 @@ from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.errors import ConfigError
 from tulu_jax.objectives.registry import RLObjectiveConfig, advantage_estimator_entry
 from tulu_jax.sharding import MeshConfig
-from tulu_jax.stages.common import ModelConfig
+from tulu_jax.stages.model_source import ModelConfig
 from tulu_jax.stages.rlvr.numbers import check_rlvr_numbers
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
 
@@ -102,6 +102,7 @@ class RLVRTrainingConfig:
     log_every: int = 1
     tensorboard: bool = True
     wandb_project: Optional[str] = None  # log to W&B too (needs `pip install wandb`)
+    record_batches: bool = False  # write a fingerprint of every prompt batch to batches.jsonl (resume checks)
     progress_bar: bool = True
 
     def __post_init__(self) -> None:

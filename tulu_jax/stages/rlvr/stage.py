@@ -1,11 +1,12 @@
 """Stage 3 of Tülu 3: RLVR, reinforcement learning with verifiable rewards (PPO by default, RECIPE.md section 7).
 
-Read top to bottom: config → prompts → policy, frozen reference and value model (all sharded) → optimizers
-and train state (fresh or resumed) → the step → the shared loop with evaluation and keep-best → export.
+Read top to bottom: the learner's programs → the step (policy, frozen reference and value model, all sharded)
+→ the stage on the runner (prompts, the step, the initial state, dev-prompt evaluation and keep-best, export).
 
-One step (``RLVR.step``, a pure ``state, prompt_batch -> state, metrics``) takes a batch of prompts and
+One step takes a batch of prompts in two parts (``training.loop.TrainStep``). The host part (``RLVR.host``):
   1. samples responses with the current policy on the global mesh (``rollout.Sampler``),
-  2. decodes and scores, on each process, only the rows that process's devices hold,
+  2. decodes and scores, on each process, only the rows that process's devices hold; all agree every row scored.
+The device part (``RLVR.device``, pure ``state, rollout -> state, metrics``):
   3. computes the policy's, the reference's and (when the estimator needs one) the value model's per-token
      outputs and the advantages (``learner.build_prepare_fn``),
   4. runs ``ppo.epochs`` passes of ``ppo.minibatches`` clipped-loss updates (``learner.build_update_fn``).
@@ -16,46 +17,38 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from data_pipeline.chat_template import TULU_CHAT_TEMPLATE
 from data_pipeline.loader import BatchLoader
-from data_pipeline.paths import as_path
-from data_pipeline.pipeline import rlvr_batch_fn
-from tulu_jax import distributed, rewards, sharding
-from tulu_jax.checkpoint import CheckpointConfig, Checkpointer
-from tulu_jax.config import to_yaml
+from data_pipeline.pipeline import prepare_data, rlvr_batch_fn
+from data_pipeline.work_share import WorkShare
+from tulu_jax import rewards, sharding
 from tulu_jax.generation import SamplingConfig
+from tulu_jax.generation.continuous import DecodeSlots
 from tulu_jax.generation.evaluate import summarize
 from tulu_jax.generation.text import stop_ids_for
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
-from tulu_jax.stages.common import (
-    EXPORT_DIR, check_vocab, data_work_share, export_hf, load_model_params, resolve_model_config, resume_state,
-    run_config_dict,
-)
-from tulu_jax.stages.same_run import start_stage
+from tulu_jax.stages.model_source import check_vocab, load_model_params, resolve_model_config
 from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
 )
-from tulu_jax.generation.continuous import DecodeSlots
 from tulu_jax.stages.rlvr.rollout import RolloutBatch, Sampler
-from tulu_jax.training.loop import LoopSpec, run_training
-from tulu_jax.training.metrics import MetricsLogger
+from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
+from tulu_jax.stages.runner.export import chat_model_export
+from tulu_jax.training.hooks import Evaluation
 from tulu_jax.training.state import TrainState, abstract_state, create_train_state
 from tulu_jax.training.step import MeshFunction
 
 log = logging.getLogger(__name__)
 
 ROLLOUT_KEY_SALT = 0x5EED
-BEST_DIR = "best"  # keep-best: the best policy on the dev prompts, one checkpoint step
 
 
 @dataclass(frozen=True)
@@ -143,19 +136,32 @@ class RLVR:
             params["value"] = value_params_for(self.config, self.model_config, policy, shardings.params["value"])
         return create_train_state(params, self.learner.optimizer, self.config.seed, shardings)
 
-    def step(self, state: TrainState, prompt_batch: dict) -> tuple[TrainState, dict]:
-        """One rollout batch and its updates: ``state, prompt_batch -> state, metrics`` (the prompt batch is the
-        whole global batch, the same on every process)."""
+    def host(self, state: TrainState, prompt_batch: dict) -> tuple[RolloutBatch, dict]:
+        """The host part of a step, the rollout: sample responses to the prompt batch (the whole global batch, the
+        same on every process) with the current policy, decode and score this process's rows, agree across hosts
+        that every row was scored. Returns the rollout batch (global arrays) and the rollout's metrics."""
         started = time.perf_counter()
         rollout = self.sampler.sample(state.params["policy"], prompt_batch, self._rollout_key(state.step),
                                       self.sampling, self.config.rollout.max_new_tokens,
                                       self.config.rollout.samples_per_prompt)
         rollout_seconds = time.perf_counter() - started  # the scores are on the host: sampling has finished
-        prepared, prepare_metrics = self.learner.prepare(state.params, self.reference_params, rollout.batch)
+        return rollout.batch, {**rollout.metrics, "rollout_seconds": rollout_seconds}
+
+    def device(self, state: TrainState, rollout: RolloutBatch) -> tuple[TrainState, dict]:
+        """The device part, pure: log-probs, values and advantages of the rollout, then the PPO updates."""
+        prepared, prepare_metrics = self.learner.prepare(state.params, self.reference_params, rollout)
         state, update_metrics = self.learner.update(state, prepared)
-        metrics = {**rollout.metrics, **prepare_metrics, **{f"train/{key}": value for key, value in update_metrics.items()}}
-        metrics.update(loss=update_metrics["loss"], rollout_seconds=rollout_seconds)
-        return state, metrics
+        return state, {**prepare_metrics, **{f"train/{key}": value for key, value in update_metrics.items()},
+                       "loss": update_metrics["loss"]}
+
+    def summarize(self, metrics: dict) -> dict:
+        return dict(metrics)
+
+    def step(self, state: TrainState, prompt_batch: dict) -> tuple[TrainState, dict]:
+        """The host part then the device part (what the loop runs), with the metrics of both."""
+        rollout, rollout_metrics = self.host(state, prompt_batch)
+        state, metrics = self.device(state, rollout)
+        return state, {**rollout_metrics, **metrics}
 
     def evaluate(self, policy_params, prompts: Sequence[dict]) -> dict:
         """Greedy responses to held-out prompts, scored by the verifiers; ``summarize``'s per-dataset table."""
@@ -188,114 +194,53 @@ def make_loader(config: RLVRConfig, prompts: Sequence[dict], pad_id: int) -> Bat
                        shuffle=config.data.shuffle, batch_fn=rlvr_batch_fn(pad_id, config.data.max_prompt_len))
 
 
-class BestPolicy:
-    """Keep-best: the policy that scored best on the dev prompts, saved as a checkpoint step of its own
-    (``output_dir/best/<rollout step>``, one kept); its dev accuracy is saved beside it."""
+@dataclass(frozen=True)
+class RLVRData:
+    """What the stage trains and evaluates on: the tokenizer, the training prompts, the held-out prompts."""
 
-    def __init__(self, directory, run_config: dict):
-        self.checkpointer = Checkpointer(directory, CheckpointConfig(keep=1, async_save=False))
-        self.run_config = run_config
-        steps = self.checkpointer.steps()
-        saved = self.checkpointer.saved_config(steps[-1]) if steps else None
-        self.step = steps[-1] if steps else None
-        self.accuracy = float(saved["dev_accuracy"]) if saved else None
-
-    def consider(self, step: int, accuracy: float, policy_params) -> None:
-        better = self.accuracy is None or accuracy > self.accuracy
-        if distributed.agreed("rlvr keep best", "1" if better else "0") != "1":
-            return
-        self.checkpointer.save(step, {"policy": policy_params}, {}, {**self.run_config, "dev_accuracy": accuracy},
-                               force=True)
-        self.checkpointer.wait()
-        self.step, self.accuracy = step, accuracy
-
-    def restore(self, abstract_policy) -> Any:
-        return self.checkpointer.restore(self.step, {"policy": abstract_policy}).state["policy"]
+    tokenizer: Any
+    prompts: Sequence[dict]
+    eval_prompts: Optional[Sequence[dict]] = None
 
 
-def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None, *, tokenizer=None, prompts=None,
-             eval_prompts=None, stop_after: Optional[int] = None) -> Path:
-    """Train (or resume), checkpoint and export; returns the export directory.
+class RLVRStage(Stage):
+    """RLVR on the runner: prompts, the rollout-and-update step, dev-prompt accuracy (keep-best by config),
+    the policy's export. ``data`` replaces the prepared ``config.data`` (a toy task, prompts made elsewhere)."""
 
-    ``resume=True`` insists on a checkpoint. ``tokenizer``/``prompts``/``eval_prompts`` replace the prepared
-    data (tests with a toy task); ``stop_after`` ends the run after that many rollout steps (no export).
-    """
-    start_stage(config)
-    output_dir = as_path(config.output_dir)
-    is_writer = jax.process_index() == 0
-    if is_writer:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, config: RLVRConfig, data: Optional[RLVRData] = None):
+        self.config, self.data = config, data
 
-    # Prompts, and the policy's config.
-    if prompts is None:
-        from data_pipeline.pipeline import prepare_data
+    def prepare(self, share: WorkShare) -> StagePlan:
+        config = self.config
+        data = self.data or prepared_prompts(config, share)
+        model_config = resolve_model_config(config.model, data.tokenizer.vocab_size)
+        check_vocab(model_config, data.tokenizer.vocab_size, config.data.tokenizer)
+        mesh = sharding.make_mesh(config.mesh)
+        loader = make_loader(config, data.prompts, data.tokenizer.pad_id)
+        # Programs and the frozen reference.
+        self.rlvr = rlvr = RLVR(config, model_config, data.tokenizer, mesh)
+        evaluation = None
+        if data.eval_prompts:
+            evaluation = Evaluation(lambda params: eval_metrics(rlvr.evaluate(params["policy"], data.eval_prompts)),
+                                    config.evaluation.every)
+        return StagePlan(
+            model_config=model_config, batches=loader, total_steps=config.total_steps,
+            abstract_state=rlvr.learner.abstract_state(), step=rlvr,
+            export=chat_model_export(config, model_config, data.tokenizer, part="policy"),
+            evaluation=evaluation, keep_best="accuracy" if config.evaluation.keep_best else None,
+        )
 
-        data = prepare_data(config.data, kind="rlvr", log=log.info, share=data_work_share(config.output_dir),
-                            known_datasets=rewards.label_checks())
-        tokenizer, prompts, eval_prompts = data.tokenizer, data.train, data.eval
-    model_config = resolve_model_config(config.model, tokenizer.vocab_size)
-    check_vocab(model_config, tokenizer.vocab_size, config.data.tokenizer)
-    mesh = sharding.make_mesh(config.mesh)
-    loader = make_loader(config, prompts, tokenizer.pad_id)
+    def initial_state(self) -> TrainState:
+        return self.rlvr.initial_state()
 
-    # Programs, the frozen reference, and the state (fresh or resumed).
-    stage = RLVR(config, model_config, tokenizer, mesh)
-    run_config = run_config_dict(config, model_config)
-    if is_writer:
-        (output_dir / "config.yaml").write_text(to_yaml(config))
-    checkpointer = Checkpointer(output_dir / "checkpoints", config.checkpoint)
-    state = resume_state(checkpointer, config.checkpoint.resume, resume, stage.learner.abstract_state(), loader,
-                         run_config=run_config)
-    if state is None:
-        state = stage.initial_state()
 
-    logger = MetricsLogger(output_dir, tensorboard=config.training.tensorboard,
-                           wandb_project=config.training.wandb_project, run_config=run_config)
-    evaluate, best = None, None
-    if eval_prompts:
-        best = BestPolicy(output_dir / BEST_DIR, run_config) if config.evaluation.keep_best else None
+def prepared_prompts(config: RLVRConfig, share: WorkShare) -> RLVRData:
+    """``config.data`` prepared as RLVR prompts, each dataset's labels checked by its verifier."""
+    data = prepare_data(config.data, kind="rlvr", log=log.info, share=share, known_datasets=rewards.label_checks())
+    return RLVRData(data.tokenizer, data.train, data.eval)
 
-        def evaluate(params) -> dict:
-            metrics = eval_metrics(stage.evaluate(params["policy"], eval_prompts))
-            if best is not None:  # the loop evaluates step s when the loader has handed out s batches
-                best.consider(loader.step, metrics["accuracy"], params["policy"])
-            return metrics
 
-        if best is not None and best.step is None:
-            start = evaluate(state.params)  # the starting policy is a candidate too (rollout step 0)
-            logger.log(0, {f"eval/{key}": value for key, value in start.items()}, echo=False)
-            log.info("dev-prompt accuracy of the starting policy: %.4f", start["accuracy"])
-    end = config.total_steps if stop_after is None else min(stop_after, config.total_steps)
-    spec = LoopSpec(
-        total_steps=end,
-        to_device=lambda batch: batch,  # the step places the prompts on the mesh itself
-        logger=logger,
-        log_every=config.training.log_every,
-        checkpointer=checkpointer,
-        save_every=config.checkpoint.save_every,
-        run_config=run_config,
-        evaluate=evaluate,
-        eval_every=config.evaluation.every,
-        progress_bar=config.training.progress_bar,
-    )
-    try:
-        state = run_training(state, stage.step, loader, spec)
-    finally:
-        logger.close()
-        checkpointer.close()
-    if stop_after is not None and end < config.total_steps:
-        return output_dir / EXPORT_DIR
-
-    policy = state.params["policy"]
-    if best is not None and best.step is not None:
-        log.info("exporting the best policy on the dev prompts: rollout step %d (accuracy %.4f)", best.step,
-                 best.accuracy)
-        abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding),
-                                policy)
-        del state, policy
-        policy = best.restore(abstract)
-    special_ids = {"bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "pad": tokenizer.pad_id}
-    chat_template = TULU_CHAT_TEMPLATE if config.data.chat_template == "tulu" else None
-    return export_hf(output_dir / EXPORT_DIR, policy, model_config, config.data.tokenizer, chat_template,
-                     special_ids, run_config)
-
+def run_rlvr(config: RLVRConfig, resume: Optional[bool] = None) -> StageResult:
+    """Train (or resume), checkpoint and export the policy (the best on the dev prompts under keep-best).
+    ``resume=True`` insists on a checkpoint."""
+    return run_stage(RLVRStage(config), resume)
