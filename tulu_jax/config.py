@@ -3,12 +3,18 @@
 Every section of a config is a frozen dataclass owned by the part of the code it configures
 (``models.config.LlamaConfig``, ``sharding.MeshConfig``, ``training.optimizer.OptimizerConfig``,
 ``data_pipeline.config.DataConfig`` ...). This module only knows how to build, check and print them.
+
+A config class may declare ``RENAMED_KEYS = {"old.dotted.key": "new.dotted.key"}`` (a ``ClassVar``): for one
+release the old name still loads, with a warning that names the new one, and an error about a key given by its
+old name names it as written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +25,8 @@ import yaml
 from tulu_jax.errors import ConfigError
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -68,6 +76,14 @@ def from_dict(cls: type[T], raw: Mapping[str, Any] | None, where: str = "config"
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}")
+    raw, used_old_names = _renamed(cls, raw, where)
+    try:
+        return _build(cls, raw, where)
+    except ConfigError as error:
+        raise ConfigError(_as_written(str(error), used_old_names)) from None
+
+
+def _build(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
     fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -85,6 +101,49 @@ def from_dict(cls: type[T], raw: Mapping[str, Any] | None, where: str = "config"
         raise ConfigError(f"{where}: {error}") from None
     _check_output_dir(instance, where)
     return instance
+
+
+def _renamed(cls: type, raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``raw`` with each old key of ``cls.RENAMED_KEYS`` moved to its new name (laid over what the new name
+    holds, so an old-named override still changes a new-named file), and ``{new: old}`` of the names moved."""
+    renames = getattr(cls, "RENAMED_KEYS", {})
+    if not renames:
+        return dict(raw), {}
+    result, used = _deep_copy(raw), {}
+    for old, new in renames.items():
+        *old_parents, old_name = old.split(".")
+        node = result
+        for part in old_parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_name not in node:
+            continue
+        value = node.pop(old_name)
+        *new_parents, new_name = new.split(".")
+        target = result
+        for part in new_parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{where}.{part}: expected a mapping, got {target!r}")
+        target[new_name] = _laid_over(target.get(new_name), value)
+        used[new] = old
+        log.warning("%s: %s is now called %s; the old name works until the next release", where, old, new)
+    return result, used
+
+
+def _laid_over(base: Any, value: Any) -> Any:
+    if isinstance(base, Mapping) and isinstance(value, Mapping):
+        merged = dict(base)
+        for key, item in value.items():
+            merged[key] = _laid_over(merged.get(key), item)
+        return merged
+    return value
+
+
+def _as_written(message: str, used_old_names: Mapping[str, str]) -> str:
+    """``message`` with every renamed key that was given by its old name called by that old name."""
+    for new, old in used_old_names.items():
+        message = re.sub(rf"(?<![\w]){re.escape(new)}(?![\w])", old, message)
+    return message
 
 
 def _check_output_dir(config: Any, where: str) -> None:

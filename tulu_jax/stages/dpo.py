@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve
 from tulu_jax.stages.preference_batches import PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
 from tulu_jax.stages.runner.export import chat_model_export
-from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
 from tulu_jax.training.loop import DeviceStep
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
@@ -58,11 +58,11 @@ class DPOObjectiveConfig:
     logits_chunk_size: int = 1024  # positions whose vocabulary logits exist at once
 
     def __post_init__(self) -> None:
-        check_choice("dpo.loss_type", self.loss_type, PREFERENCE_LOSS_TYPES)
+        check_choice("objective.loss_type", self.loss_type, PREFERENCE_LOSS_TYPES)
         if self.beta <= 0:
-            raise ConfigError(f"dpo.beta must be positive, got {self.beta}")
+            raise ConfigError(f"objective.beta must be positive, got {self.beta}")
         if not 0.0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"dpo.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+            raise ConfigError(f"objective.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
 
     @property
     def uses_reference(self) -> bool:
@@ -71,16 +71,24 @@ class DPOObjectiveConfig:
 
 @dataclass(frozen=True)
 class DPOConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"dpo": "objective", **EVALUATION_RENAMES}
+
     output_dir: str = "runs/dpo"
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(kind="preference", packing="padded", max_seq_len=2048))
-    dpo: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
+    objective: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=5e-7))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.1))
     training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+
+    @property
+    def dpo(self) -> DPOObjectiveConfig:
+        """The ``objective:`` section by its name before this release (for ``planning/``, until it moves)."""
+        return self.objective
 
 
 def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> Callable:
@@ -154,7 +162,7 @@ def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] 
     """The DPO step (and cached reference pass) for ``mesh``: what ``run_dpo`` trains with and ``tulu-jax plan``
     compiles. ``model_config`` defaults to the config's model resolved without a tokenizer; the reference
     model has the policy's shape unless ``reference_config`` says otherwise."""
-    objective, training = config.dpo, config.training
+    objective, training = config.objective, config.training
     model_config = model_config or resolve_model_config(config.model)
     reference_config = reference_config or model_config
     schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
@@ -173,7 +181,7 @@ def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] 
     reference_pass = None
     pass_batch = objective.reference_batch_size or training.batch_size // training.micro_batches
     if objective.uses_reference and objective.reference == "cached":
-        check_batch_divisible(pass_batch, mesh, "dpo.reference_batch_size")
+        check_batch_divisible(pass_batch, mesh, "objective.reference_batch_size")
         reference_pass = jit_reference_pass(reference_config, mesh, shardings.params, objective.logits_chunk_size)
     return DPOStep(step, reference_pass, loss_fn, optimizer, schedule, shardings, shapes, in_step,
                    training.batch_size, pass_batch, config.data.max_seq_len)
@@ -188,7 +196,7 @@ class DPOStage(Stage):
         self.frozen_reference = None  # the in_step reference params, set with the training state
 
     def prepare(self, share: WorkShare) -> StagePlan:
-        config, objective = self.config, self.config.dpo
+        config, objective = self.config, self.config.objective
         rows = pt.prepare_pairs(config, share)
         model_config, mesh = rows.model_config, rows.mesh
         total_steps = rows.total_steps(config.training)
@@ -232,7 +240,7 @@ class DPOStage(Stage):
     def _reference_logps(self, rows, details: dict) -> tuple[ReferenceLogps, Optional[ReferenceLogps]]:
         """Reference log-probs of the train and eval splits: from the cache (one pass over every pair on a miss),
         or zeros for a loss without a reference (simpo)."""
-        config, objective, built = self.config, self.config.dpo, self.built
+        config, objective, built = self.config, self.config.objective, self.built
         if not objective.uses_reference:
             eval_zeros = ReferenceLogps.zeros(num_pairs(rows.eval_rows)) if rows.eval_rows is not None else None
             return ReferenceLogps.zeros(num_pairs(rows.train_rows)), eval_zeros
@@ -260,13 +268,13 @@ class DPOStage(Stage):
     def _reference_params(self, copy: bool):
         """The frozen reference: the initial policy (a copy when the train state's buffers, donated to the first
         step, are the same), or the model dpo.reference_model names."""
-        objective, shardings = self.config.dpo, self.built.shardings
+        objective, shardings = self.config.objective, self.built.shardings
         if not objective.reference_model:
             policy = self.policy.value
             return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings.params)(policy) if copy \
                 else policy
         if self.reference_config != self.model_config:
-            raise ConfigError(f"dpo.reference_model {objective.reference_model!r} has another shape than the policy")
+            raise ConfigError(f"objective.reference_model {objective.reference_model!r} has another shape than the policy")
         return load_model_params(self.reference_model, self.reference_config, self.config.seed, shardings.params)
 
     def initial_state(self) -> TrainState:

@@ -158,9 +158,9 @@ def pair_evaluation(eval_step: Callable[[Any, dict], dict], rows: Optional[Mappi
 
     def evaluate(params) -> dict:
         return evaluate_pairs(eval_step, params, rows, keys, micro_batch, to_device, extend,
-                              config.training.eval_batches)
+                              config.evaluation.max_batches)
 
-    return Evaluation(evaluate, config.training.eval_every)
+    return Evaluation(evaluate, config.evaluation.every)
 
 
 def pair_throughput(config) -> Throughput:

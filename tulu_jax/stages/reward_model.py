@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +37,7 @@ from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
-from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
 from tulu_jax.training.loop import DeviceStep
 from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
@@ -51,6 +51,8 @@ BATCH_RANKS = {key: 2 for key in PAIR_KEYS}
 
 @dataclass(frozen=True)
 class RewardModelConfig:
+    RENAMED_KEYS: ClassVar[dict] = dict(EVALUATION_RENAMES)
+
     output_dir: str = "runs/rm"
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)  # the language model the trunk comes from
@@ -58,6 +60,7 @@ class RewardModelConfig:
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=3e-6))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.0))
     training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ from tulu_jax.stages.batch_rows import prepare_batch_rows
 from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
 from tulu_jax.stages.runner.export import chat_model_export
-from tulu_jax.training.config import TrainingConfig
+from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
 from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
 from tulu_jax.training.hooks import Evaluation, Throughput
 from tulu_jax.training.loop import DeviceStep
@@ -50,21 +50,29 @@ class SFTLossConfig:
 
     def __post_init__(self) -> None:
         if self.reduction not in REDUCTIONS:
-            raise ConfigError(f"loss.reduction: {self.reduction!r} is not allowed; choose one of {REDUCTIONS}")
+            raise ConfigError(f"objective.reduction: {self.reduction!r} is not allowed; choose one of {REDUCTIONS}")
 
 
 @dataclass(frozen=True)
 class SFTConfig:
+    RENAMED_KEYS: ClassVar[dict] = {"loss": "objective", **EVALUATION_RENAMES}
+
     output_dir: str = "runs/sft"
     seed: int = 42
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    loss: SFTLossConfig = field(default_factory=SFTLossConfig)
+    objective: SFTLossConfig = field(default_factory=SFTLossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
+
+    @property
+    def loss(self) -> SFTLossConfig:
+        """The ``objective:`` section by its name before this release (for ``planning/``, until it moves)."""
+        return self.objective
 
 
 def make_sft_loss(model_config: LlamaConfig, loss: SFTLossConfig):
@@ -140,7 +148,7 @@ def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] 
     optimizer = make_optimizer(config.optimizer, schedule)
     shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
     shardings = state_shardings(mesh, optimizer, shapes, axes)
-    loss_fn = make_sft_loss(model_config, config.loss)
+    loss_fn = make_sft_loss(model_config, config.objective)
     step = jit_train_step(
         build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, global_token_count, mesh),
         mesh, shardings, BATCH_KEYS,
@@ -178,7 +186,7 @@ class SFTStage(Stage):
             abstract_state=self.built.abstract_state(),
             step=DeviceStep(self.built.step, lambda batch: make_global_batch(numpy_batch(batch), sharding), summarize),
             export=chat_model_export(config, rows.model_config, rows.prepared.tokenizer),
-            evaluation=Evaluation(evaluate, config.training.eval_every) if evaluate is not None else None,
+            evaluation=Evaluation(evaluate, config.evaluation.every) if evaluate is not None else None,
             hooks=(throughput,),
         )
 
@@ -214,7 +222,7 @@ def _evaluator(config: SFTConfig, eval_rows, loss_fn, mesh, param_shardings, mic
                              process_index=jax.process_index(), process_count=jax.process_count())
         loss_sum = tokens = 0.0
         for index, batch in enumerate(loader):
-            if config.training.eval_batches is not None and index >= config.training.eval_batches:
+            if config.evaluation.max_batches is not None and index >= config.evaluation.max_batches:
                 break
             metrics = jax.device_get(eval_fn(params, make_global_batch(numpy_batch(batch), sharding)))
             loss_sum += float(metrics["loss_sum"])
