@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from data_pipeline.paths import as_path, check_bucket_exists
+    from data_pipeline.paths import as_path
+    from tulu_jax import distributed
     from tulu_jax.hf import read_hf_config, write_hf_side_files
     from tulu_jax.hf.safetensors_index import SafetensorsIndex
     from tulu_jax.hf.sharded_load import load_hf_params_sharded
@@ -43,35 +44,25 @@ def run(args: argparse.Namespace) -> int:
     from tulu_jax.models.params import param_shapes
     from tulu_jax.sharding import MeshConfig, make_mesh, tree_shardings
 
-    for flag, location in (("--to-hf", args.to_hf), ("--from-hf", args.from_hf), ("--checkpoint", args.checkpoint)):
-        if location:
-            check_bucket_exists(location, flag)
     out = as_path(args.to_hf)
-    if args.from_hf:
-        source = as_path(args.from_hf)
-        _refuse_writing_over(out, "--from-hf", source)
-        dtype = conversion_dtype(SafetensorsIndex(source), args.dtype, str(source))
-        config = read_hf_config(source).replace(param_dtype=dtype)
-        mesh = make_mesh(MeshConfig(), jax.devices())
-        params = load_hf_params_sharded(source, config, tree_shardings(mesh, param_logical_axes(config),
-                                                                       param_shapes(config)))
-        tokenizer = args.tokenizer or args.from_hf
-    else:
-        from tulu_jax.checkpoint import find_checkpoint_dir
+    # Every refusal below is taken together: all processes print the same line (distributed/refusals.py).
+    with distributed.same_verdict("convert inputs"):
+        _check_locations(args, out)
+        if args.from_hf:
+            source = as_path(args.from_hf)
+            dtype = conversion_dtype(SafetensorsIndex(source), args.dtype, str(source))
+            config = read_hf_config(source).replace(param_dtype=dtype)
+            mesh = make_mesh(MeshConfig(), jax.devices())
+            params = load_hf_params_sharded(source, config, tree_shardings(mesh, param_logical_axes(config),
+                                                                           param_shapes(config)))
+            tokenizer_dir = _tokenizer_dir(out, args.tokenizer or args.from_hf)
+    if args.checkpoint:
         from tulu_jax.hf.from_checkpoint import checkpoint_model
 
         source = as_path(args.checkpoint)
-        _refuse_writing_over(out, "--checkpoint", source)
-        _refuse_writing_over(out, "--checkpoint", find_checkpoint_dir(source))
-        config, params, run_config = checkpoint_model(args.checkpoint, args.step)
-        tokenizer = args.tokenizer or run_config.get("data", {}).get("tokenizer")
-    if tokenizer:
-        _refuse_writing_over(out, "tokenizer", as_path(tokenizer))
-    tokenizer_dir = as_path(tokenizer) if tokenizer and as_path(tokenizer).is_dir() else None
-    if tokenizer_dir is not None and not any((tokenizer_dir / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
-        tokenizer_dir = None
-    if jax.process_index() == 0 and out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise ConfigError(f"--to-hf {out} exists and is not empty; pass --overwrite to replace it whole")
+        config, params, run_config = checkpoint_model(args.checkpoint, args.step)  # Orbax waits on the others
+        with distributed.same_verdict("convert tokenizer"):
+            tokenizer_dir = _tokenizer_dir(out, args.tokenizer or run_config.get("data", {}).get("tokenizer"))
     written_dtype = args.dtype or config.param_dtype
     export_params_streamed(
         str(out), params, config, dtype=written_dtype, max_shard_bytes=int(args.max_shard_gb * 2**30),
@@ -81,6 +72,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({config.num_params():,} parameters, {config.num_layers} layers) from {source}"
               + ("" if tokenizer_dir else "; no tokenizer files copied (pass --tokenizer DIR)"))
     return 0
+
+
+def _check_locations(args: argparse.Namespace, out) -> None:
+    """The buckets exist, ``--to-hf`` holds no input, and (process 0 looks) it is empty unless ``--overwrite``."""
+    from data_pipeline.paths import as_path, check_bucket_exists
+    from tulu_jax import distributed
+
+    for flag, location in (("--to-hf", args.to_hf), ("--from-hf", args.from_hf), ("--checkpoint", args.checkpoint)):
+        if location:
+            check_bucket_exists(location, flag)
+    if args.from_hf:
+        _refuse_writing_over(out, "--from-hf", as_path(args.from_hf))
+    else:
+        from tulu_jax.checkpoint import find_checkpoint_dir
+
+        _refuse_writing_over(out, "--checkpoint", as_path(args.checkpoint))
+        _refuse_writing_over(out, "--checkpoint", find_checkpoint_dir(as_path(args.checkpoint)))
+    if distributed.is_primary() and out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise ConfigError(f"--to-hf {out} exists and is not empty; pass --overwrite to replace it whole")
+
+
+def _tokenizer_dir(out, tokenizer):
+    """The tokenizer directory to copy files from, or None when there is none with tokenizer files."""
+    from data_pipeline.paths import as_path
+
+    if not tokenizer:
+        return None
+    _refuse_writing_over(out, "tokenizer", as_path(tokenizer))
+    directory = as_path(tokenizer)
+    if not directory.is_dir() or not any((directory / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
+        return None
+    return directory
 
 
 def _refuse_writing_over(out, flag: str, source) -> None:

@@ -5,6 +5,7 @@ Elsewhere (CPU or GPU hosts, tests) give the coordinator explicitly, by flags or
 ``TULU_COORDINATOR_ADDRESS=host:port``, ``TULU_NUM_PROCESSES``, ``TULU_PROCESS_ID`` (and optionally
 ``TULU_JOIN_TIMEOUT``, seconds to wait for every process to join, and ``TULU_HEARTBEAT_TIMEOUT``).
 Process 0 is the primary: it alone writes logs, configs and exports; checkpoints are written by all.
+Decisions are agreed by name (``agreements.py``) and refusals together (``refusals.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from tulu_jax.distributed import join, watch
+from tulu_jax.distributed.agreements import agreed, all_agree, barrier, gathered
+from tulu_jax.distributed.coordination import is_primary, process_count, process_index
+from tulu_jax.distributed.refusals import same_verdict
 from tulu_jax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -137,66 +141,7 @@ def finish_run() -> None:
     """The orderly end of a command that succeeded on every process (a no-op alone)."""
     current = watch.current_watch()
     if current is not None:
-        current.finish(lambda: barrier("command finished"))
-
-
-_agreements = 0  # every process makes the same calls in the same order, so the counters name the same keys
-
-
-def _client():
-    from jax._src import distributed as jax_distributed
-
-    return jax_distributed.global_state.client
-
-
-def barrier(name: str, timeout_seconds: int = 3600) -> None:
-    """Wait until every process has reached ``name``: a coordination-service barrier, no device collective."""
-    global _agreements
-    if process_count() == 1:
-        return
-    _agreements += 1
-    _client().wait_at_barrier(f"tulu_jax/{_agreements}/{name}", timeout_in_ms=timeout_seconds * 1000)
-
-
-def agreed(name: str, value: str, timeout_seconds: int = 3600) -> str:
-    """Process 0's ``value`` on every process (the coordination service's key-value store, no device work).
-
-    Decisions that change which collectives run (a cache hit, a resume step) are taken once, this way.
-    """
-    global _agreements
-    if process_count() == 1:
-        return value
-    _agreements += 1
-    key = f"tulu_jax/{_agreements}/{name}"
-    if is_primary():
-        _client().key_value_set(key, value)
-        return value
-    return _client().blocking_key_value_get(key, timeout_seconds * 1000)
-
-
-def all_agree(name: str, ok: bool, timeout_seconds: int = 3600) -> bool:
-    """True only when ``ok`` holds on every process (each posts its answer; all read all, no device work)."""
-    global _agreements
-    if process_count() == 1:
-        return ok
-    _agreements += 1
-    prefix = f"tulu_jax/{_agreements}/{name}/"
-    _client().key_value_set(f"{prefix}{process_index()}", "1" if ok else "0")
-    _client().wait_at_barrier(f"{prefix}posted", timeout_in_ms=timeout_seconds * 1000)
-    return all(value == "1" for _, value in _client().key_value_dir_get(prefix))
-
-
-def gathered(name: str, value: str, timeout_seconds: int = 3600) -> list[str]:
-    """Every process's ``value``, in process order, on every process (the coordination service, no device work)."""
-    global _agreements
-    if process_count() == 1:
-        return [value]
-    _agreements += 1
-    prefix = f"tulu_jax/{_agreements}/{name}/"
-    _client().key_value_set(f"{prefix}{process_index()}", value)
-    _client().wait_at_barrier(f"{prefix}posted", timeout_in_ms=timeout_seconds * 1000)
-    posted = dict(_client().key_value_dir_get(prefix))
-    return [posted[f"{prefix}{index}"] for index in range(process_count())]
+        current.finish(lambda: barrier("command finished", step="end"))
 
 
 def start_runtime() -> None:
@@ -229,61 +174,7 @@ def _platform_is_cpu() -> bool:
     return platforms.split(",")[0].strip() == "cpu"
 
 
-def process_index() -> int:
-    import jax
-
-    return jax.process_index()
-
-
-def process_count() -> int:
-    import jax
-
-    return jax.process_count()
-
-
-def is_primary() -> bool:
-    """True on the one process that writes logs, configs and exports (process 0)."""
-    return process_index() == 0
-
-
-@dataclass(frozen=True)
-class ProcessShare:
-    """The rows of a global batch whose shards live on this process's devices: ``[row_start, row_stop)``."""
-
-    process_index: int
-    process_count: int
-    global_rows: int
-    row_start: int
-    row_stop: int
-
-    @property
-    def local_rows(self) -> int:
-        return self.row_stop - self.row_start
-
-
-def process_share(sharding, global_rows: int, row_length: int = 1) -> ProcessShare:
-    """Which rows of a ``[global_rows, ...]`` batch laid out by ``sharding`` this process must supply.
-
-    Each process feeds ``jax.make_array_from_process_local_data`` exactly these rows, in order.
-    """
-    import jax
-
-    from tulu_jax.errors import MeshError
-
-    index_map = sharding.addressable_devices_indices_map((global_rows, row_length))
-    starts, stops = set(), set()
-    for index in index_map.values():
-        rows = index[0]
-        starts.add(rows.start or 0)
-        stops.add(global_rows if rows.stop is None else rows.stop)
-    start, stop = min(starts), max(stops)
-    covered = set()
-    for index in index_map.values():
-        rows = index[0]
-        covered.update(range(rows.start or 0, global_rows if rows.stop is None else rows.stop))
-    if covered != set(range(start, stop)):
-        raise MeshError(
-            f"this process's devices hold rows that are not contiguous in the batch of {global_rows}; "
-            "order the mesh so that each process owns one block of the batch axis"
-        )
-    return ProcessShare(jax.process_index(), jax.process_count(), global_rows, start, stop)
+__all__ = [
+    "DistributedConfig", "agreed", "all_agree", "barrier", "config_from_env", "finish_run", "gathered", "initialize",
+    "is_primary", "on_multihost_tpu", "process_count", "process_index", "same_verdict", "start_runtime",
+]

@@ -20,16 +20,12 @@ import threading
 import time
 from typing import Callable, Optional
 
+from tulu_jax.distributed.coordination import client as _client
+
 POLL_SECONDS = 1.0
 LEAVE_SECONDS = 5.0  # the others leave within a poll or two of a stop notice
 STOP_PREFIX = "tulu_jax/stop/"  # + "<process id>/<member>": the one line a process ended with
 MEMBER_PREFIX = "tulu_jax/member/"  # + "<process id>": "<host>:<pid>" of the process that joined as it
-
-
-def _client():
-    from jax._src import distributed as jax_distributed
-
-    return jax_distributed.global_state.client
 
 
 class PeerWatch:
@@ -46,6 +42,7 @@ class PeerWatch:
         self._thread = threading.Thread(target=self._watch, name="tulu-peer-watch", daemon=True)
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self._stop_key = f"{STOP_PREFIX}{process_id}/{self.member}"
+        self._shared_line: Optional[str] = None  # a refusal every process reaches by itself (refusals.py)
 
     @property
     def client(self):
@@ -73,9 +70,15 @@ class PeerWatch:
         if not self._claim_ending():
             self._exit(code)
             return
-        self._post_stop(line.removeprefix("error: "))
+        if line.removeprefix("error: ") != self._shared_line:
+            self._post_stop(line.removeprefix("error: "))
         _say(line)
         self._leave(code)
+
+    def expect_shared_line(self, message: str) -> None:
+        """Every process ends with ``message`` by itself: ending with it posts no notice that would stop the
+        others with a different line first."""
+        self._shared_line = message
 
     def give_the_watch_time(self) -> None:
         """Wait a few polls: when an error here is the symptom of a peer that died (a collective that lost its

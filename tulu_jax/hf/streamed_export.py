@@ -74,14 +74,16 @@ def export_params_streamed(
     primary = jax.process_index() == 0
     token = _agreed_token()
     staging = directory.parent / f".{directory.name}.pieces-{token}"
-    if primary and directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise CheckpointError(f"{directory} exists and is not empty; pass --overwrite to replace it whole")
+    if not overwrite:
+        with distributed.same_verdict("export target", step=token):
+            if primary and directory.exists() and any(directory.iterdir()):
+                raise CheckpointError(f"{directory} exists and is not empty; pass --overwrite to replace it whole")
     if primary:
         _remove_leftovers(directory, token)
     if jax.process_count() > 1:
         if not primary:
             _stage_pieces(tensors, staging / f"process-{jax.process_index()}", export_dtype)
-        distributed.barrier(f"export pieces staged {token}")
+        distributed.barrier("export pieces staged", step=token)
     if primary:
         temporary = directory.parent / f".{directory.name}.tmp-{token}"
         temporary.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,7 @@ def export_params_streamed(
         if staging.exists():
             staging.rmtree()
     if jax.process_count() > 1:
-        distributed.barrier(f"export written {token}")
+        distributed.barrier("export written", step=token)
     return directory
 
 
