@@ -8,6 +8,10 @@ a minibatch's per-token losses become one number: their sum over valid tokens di
 ``normaliser`` of the minibatch's response mask (computed once per minibatch, so micro-batches add up).
 All take an :class:`RLObjectiveConfig` for their hyperparameters; configs name entries by string and are
 checked against these tables. A new variant is one decorated function here.
+
+Preference losses (the DPO family) are a table of their own: each entry is the loss function for one
+``loss_type`` and declares whether it needs reference log-probs (simpo does not), which decides whether the
+DPO stage runs a reference pass at all.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import jax.numpy as jnp
 
 from tulu_jax.errors import ConfigError
 from tulu_jax.objectives.advantages import gae, grpo_advantages
+from tulu_jax.objectives.dpo import LOSS_TYPES as PREFERENCE_LOSS_TYPES
+from tulu_jax.objectives.dpo import preference_loss
 from tulu_jax.objectives.kl import kl_estimate, per_token_rewards
 from tulu_jax.objectives.masked import masked_mean, masked_whiten
 from tulu_jax.objectives.ppo import clipped_policy_term, policy_metrics
@@ -225,3 +231,36 @@ def token_sum(response_mask) -> jnp.ndarray:
     so the tokens of a long response weigh as much as those of a short one."""
     rows, length = jnp.shape(response_mask)
     return jnp.float32(rows * length)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceLossEntry:
+    """A preference loss: ``function(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
+    reference_rejected_logps, chosen_lengths, rejected_lengths, *, beta, label_smoothing, gamma_beta_ratio)
+    -> (loss, metrics)``, and whether the reference log-probs mean anything to it."""
+
+    function: Callable[..., tuple]
+    uses_reference: bool = True
+
+
+def _preference_loss_of_type(loss_type: str) -> Callable[..., tuple]:
+    def loss(*logps_and_lengths, **hyperparameters):
+        return preference_loss(*logps_and_lengths, loss_type=loss_type, **hyperparameters)
+
+    return loss
+
+
+# The formulas live in objectives/dpo.py, one branch per type (RECIPE.md section 5).
+_PREFERENCE_LOSSES: dict[str, PreferenceLossEntry] = {
+    name: PreferenceLossEntry(_preference_loss_of_type(name), uses_reference=name != "simpo")
+    for name in PREFERENCE_LOSS_TYPES
+}
+
+
+def preference_loss_entry(name: str, what: str = "preference loss") -> PreferenceLossEntry:
+    """The preference loss called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_PREFERENCE_LOSSES, name, what)
+
+
+def preference_loss_names() -> tuple[str, ...]:
+    return tuple(sorted(_PREFERENCE_LOSSES))

@@ -19,11 +19,10 @@ from data_pipeline.config import DataConfig
 from data_pipeline.paths import as_path
 from data_pipeline.work_share import WorkShare
 from tulu_jax.checkpoint import CheckpointConfig
-from tulu_jax.config import check_choice
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
-from tulu_jax.objectives import PREFERENCE_LOSS_TYPES, preference_loss
+from tulu_jax.objectives.registry import preference_loss_entry
 from tulu_jax.reference_cache import ReferenceLogps
 from tulu_jax.sharding import MeshConfig, check_batch_divisible
 from tulu_jax.stages import preference_training as pt
@@ -47,7 +46,7 @@ BATCH_RANKS = {**{key: 2 for key in PAIR_KEYS}, **{key: 1 for key in REFERENCE_K
 
 @dataclass(frozen=True)
 class DPOObjectiveConfig:
-    loss_type: str = "dpo_norm"  # dpo | dpo_norm | simpo | ipo | wpo
+    loss_type: str = "dpo_norm"  # a name in the preference-loss registry: dpo | dpo_norm | simpo | ipo | wpo
     beta: float = 5.0
     label_smoothing: float = 0.0
     gamma_beta_ratio: float = 0.3  # simpo's γ/β
@@ -58,7 +57,7 @@ class DPOObjectiveConfig:
     logits_chunk_size: int = 1024  # positions whose vocabulary logits exist at once
 
     def __post_init__(self) -> None:
-        check_choice("objective.loss_type", self.loss_type, PREFERENCE_LOSS_TYPES)
+        preference_loss_entry(self.loss_type, "objective.loss_type")
         if self.beta <= 0:
             raise ConfigError(f"objective.beta must be positive, got {self.beta}")
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -66,7 +65,7 @@ class DPOObjectiveConfig:
 
     @property
     def uses_reference(self) -> bool:
-        return self.loss_type != "simpo"
+        return preference_loss_entry(self.loss_type).uses_reference
 
 
 @dataclass(frozen=True)
@@ -93,14 +92,15 @@ class DPOConfig:
 
 def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> Callable:
     """``loss_fn(params, micro_batch, context)``: policy log-probs of both sides in one forward, then the loss."""
+    loss_of_type = preference_loss_entry(objective.loss_type).function
 
     def loss_fn(params, batch, context):
         policy = pair_sequence_logps(model_config, params, batch, objective.logits_chunk_size)
-        loss, metrics = preference_loss(
+        loss, metrics = loss_of_type(
             policy["chosen_logps"], policy["rejected_logps"],
             batch["reference_chosen_logps"], batch["reference_rejected_logps"],
             policy["chosen_lengths"], policy["rejected_lengths"],
-            loss_type=objective.loss_type, beta=objective.beta, label_smoothing=objective.label_smoothing,
+            beta=objective.beta, label_smoothing=objective.label_smoothing,
             gamma_beta_ratio=objective.gamma_beta_ratio,
         )
         pairs = batch["chosen_input_ids"].shape[0]

@@ -11,7 +11,7 @@ schedule counts optimizer updates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Optional
 
 from data_pipeline.config import DataConfig
 from tulu_jax.checkpoint import CheckpointConfig
@@ -20,6 +20,7 @@ from tulu_jax.objectives.registry import RLObjectiveConfig, advantage_estimator_
 from tulu_jax.sharding import MeshConfig
 from tulu_jax.stages.model_source import ModelConfig
 from tulu_jax.stages.rlvr.numbers import check_rlvr_numbers
+from tulu_jax.stages.rlvr.value_init import VALUE_INITS, value_init_entry
 from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
 
 
@@ -28,14 +29,15 @@ class ValueSourceConfig:
     """Where the PPO value model starts: ``reward_model`` (``path``: the output_dir of a ``tulu-jax rm`` run; the Tülu 3
     choice), ``policy`` (the policy's trunk with a zero head), or ``scratch`` (random trunk, zero head)."""
 
-    init: Literal["reward_model", "policy", "scratch"] = "reward_model"
+    init: str = "reward_model"  # a name in value_init.VALUE_INITS
     path: str = ""
 
     def __post_init__(self) -> None:
-        if self.init == "reward_model" and not self.path:
+        if value_init_entry(self.init).needs_path and not self.path:
+            others = " or ".join(repr(name) for name, entry in VALUE_INITS.items() if not entry.needs_path)
             raise ConfigError(
-                "value.init is 'reward_model' but value.path is empty; give the reward model's directory, "
-                "or set value.init to 'policy' or 'scratch'"
+                f"value.init is {self.init!r} but value.path is empty; give the reward model's directory, "
+                f"or set value.init to {others}"
             )
 
 

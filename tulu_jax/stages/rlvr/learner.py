@@ -32,6 +32,7 @@ from tulu_jax.objectives.registry import (
 )
 from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.rollout import SEQUENCE_FIELDS, RolloutBatch
+from tulu_jax.stages.rlvr.value_init import value_init_entry
 from tulu_jax.training.optimizer import make_optimizer, make_schedule
 from tulu_jax.training.step import build_train_step
 from tulu_jax.training.state import TrainState, state_shardings
@@ -208,46 +209,6 @@ def build_update_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length
 
 
 def value_params_for(config: RLVRConfig, model_config: LlamaConfig, policy_params: Any, shardings: Any) -> dict:
-    """The value model's starting params per ``value.init``, laid out by ``shardings`` (never gathered)."""
-    from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_params_from_lm
-    from tulu_jax.training.state import init_params_sharded
-
-    if config.value.init == "policy":
-        return jax.jit(scalar_head_params_from_lm, out_shardings=shardings)(policy_params)
-    if config.value.init == "scratch":
-        return init_params_sharded(lambda key: init_scalar_head_params(model_config, key), config.seed + 1, shardings)
-    return load_reward_model_sharded(config.value.path, model_config, shardings)
-
-
-def load_reward_model_sharded(path: str, model_config: LlamaConfig, shardings: Any) -> dict:
-    """A ``tulu-jax rm`` run's params (its ``reward_model/`` export), each process reading only its shards."""
-    import json
-
-    import orbax.checkpoint as ocp
-
-    from data_pipeline.paths import as_path
-    from tulu_jax.config import from_dict
-    from tulu_jax.errors import CheckpointError, ConfigError
-    from tulu_jax.models.value_head import init_scalar_head_params
-    from tulu_jax.stages.reward_model import EXPORT_DIR
-
-    root = as_path(path)
-    directory = root / EXPORT_DIR if (root / EXPORT_DIR / "model_config.json").is_file() else root
-    if not (directory / "model_config.json").is_file() or not (directory / "params").is_dir():
-        raise CheckpointError(
-            f"value.path {path} holds no reward model (expected model_config.json and params/ in {directory}); "
-            "give the output_dir of a `tulu-jax rm` run"
-        )
-    reward_config = from_dict(LlamaConfig, json.loads((directory / "model_config.json").read_text()),
-                              where=str(directory / "model_config.json"))
-    trunk_fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads")
-    mismatched = [name for name in trunk_fields if getattr(reward_config, name) != getattr(model_config, name)]
-    if mismatched:
-        raise ConfigError(
-            f"value.path {path}: the reward model's {', '.join(mismatched)} differ from the policy's; "
-            "the value model must have the policy's shape (train the reward model from the same base)"
-        )
-    shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
-    target = jax.tree.map(lambda shape, where: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=where),
-                          shapes, shardings)
-    return ocp.StandardCheckpointer().restore(directory / "params", target)
+    """The value model's starting params per ``value.init`` (a name in ``value_init.VALUE_INITS``), laid out by
+    ``shardings`` (never gathered)."""
+    return value_init_entry(config.value.init).function(config, model_config, policy_params, shardings)
