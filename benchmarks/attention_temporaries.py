@@ -10,6 +10,7 @@ them. One layer's attention only; the planner measures whole steps.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -21,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tulu_jax.models.attention import causal_self_attend
 from tulu_jax.models.splash import block_sizes, splash_self_attend
-from tulu_jax.sharding import activate
+from tulu_jax.sharding import MESH_AXES, activate, batch_axes
 
 KV_HEADS, GROUPS, HEAD_DIM = 8, 4, 128
 
@@ -31,19 +32,19 @@ def run(topology: str = "v5p:2x2x1", batch: int = 8, length: int = 4096, tensor:
 
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     devices = topologies.get_topology_desc(topology_name=topology, platform="tpu").devices
-    mesh = Mesh(np.asarray(devices).reshape(1, len(devices) // tensor, tensor), ("data", "fsdp", "tensor"))
-    heads = PartitionSpec(("data", "fsdp"), None, "tensor")
+    mesh = Mesh(np.asarray(devices).reshape(1, len(devices) // tensor, tensor), MESH_AXES)
+    heads = PartitionSpec(batch_axes(), None, "tensor")
 
     def spec(shape, partition, dtype=jnp.bfloat16):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, partition))
 
     args = (spec((batch, length, KV_HEADS, GROUPS, HEAD_DIM), heads), spec((batch, length, KV_HEADS, HEAD_DIM), heads),
             spec((batch, length, KV_HEADS, HEAD_DIM), heads),
-            spec((batch, length), PartitionSpec(("data", "fsdp")), jnp.int32))
+            spec((batch, length), PartitionSpec(batch_axes()), jnp.int32))
     _, tiles = block_sizes(length, device_kind=devices[0].device_kind)
     result = {"topology": topology, "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "batch": batch,
               "length": length, "splash_tiles": [tiles.block_q, tiles.block_kv, tiles.block_kv_compute]}
-    for name, attend in (("xla", causal_self_attend), ("splash", splash_self_attend)):
+    for name, attend in (("xla", causal_self_attend), ("splash", functools.partial(splash_self_attend, mesh=mesh))):
         def loss(q, k, v, segment_ids):
             return jnp.sum(attend(q, k, v, segment_ids).astype(jnp.float32))
 

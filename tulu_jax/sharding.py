@@ -137,8 +137,14 @@ def tree_shardings(mesh: Mesh, logical_axes: Any, shapes: Any, role: str = "trai
 
 
 def batch_sharding(mesh: Mesh, rank: int = 2) -> NamedSharding:
-    """Batch dim over (data, fsdp), the rest replicated."""
-    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (rank - 1))))
+    """Rows split as the table's ``batch`` rule says (data × fsdp), the other ``rank - 1`` dims replicated."""
+    return NamedSharding(mesh, mesh_spec(("batch",) + (None,) * (rank - 1)))
+
+
+def batch_axes() -> tuple[str, ...]:
+    """The mesh axes rows are split over in training: the table's ``batch`` rule."""
+    target = dict(LOGICAL_AXIS_RULES)["batch"]
+    return () if target is None else ((target,) if isinstance(target, str) else tuple(target))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -146,7 +152,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def data_parallel_size(mesh: Mesh) -> int:
-    return mesh.shape["data"] * mesh.shape["fsdp"]
+    """How many ways rows are split (the ``batch`` rule's mesh axes)."""
+    return math.prod(mesh.shape[axis] for axis in batch_axes())
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:

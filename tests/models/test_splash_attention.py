@@ -1,5 +1,7 @@
 """Splash attention (Pallas interpret mode on CPU) equals the XLA attention path: values and gradients."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +41,8 @@ def values_and_grads(attend, qkv, cotangent, segments):
     return [np.asarray(x, np.float64) for x in (out, *grads)]
 
 
-def splash_tiled(q, k, v, segments):
-    return splash_self_attend(q, k, v, segments, block_q=TILE, block_kv=TILE, interpret=True)
+def splash_tiled(q, k, v, segments, mesh=None):
+    return splash_self_attend(q, k, v, segments, mesh=mesh, block_q=TILE, block_kv=TILE, interpret=True)
 
 
 # (groups = query heads per KV head, length): 256 is a whole number of tiles, 200 pads to 256.
@@ -81,8 +83,8 @@ def test_splash_under_a_mesh_equals_xla(kv_heads):
     segments = packed_segments(200)
     want = values_and_grads(causal_self_attend, qkv, cotangent, segments)
     with activate(mesh):
-        got = values_and_grads(splash_tiled, qkv, cotangent, segments)
-        lowered = jax.jit(lambda *a: splash_tiled(*a, segments)).lower(*qkv).as_text()
+        got = values_and_grads(functools.partial(splash_tiled, mesh=mesh), qkv, cotangent, segments)
+        lowered = jax.jit(lambda *a: splash_tiled(*a, segments, mesh=mesh)).lower(*qkv).as_text()
     assert "shard_map" in lowered or "sdy.manual_computation" in lowered
     for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
         np.testing.assert_allclose(g, w, atol=1e-5, rtol=0, err_msg=name)

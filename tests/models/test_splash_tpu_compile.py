@@ -12,7 +12,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tulu_jax.models import preset
 from tulu_jax.models.layers import attention_implementation
 from tulu_jax.models.splash import splash_self_attend
-from tulu_jax.sharding import activate
+from tulu_jax.sharding import MESH_AXES, activate, batch_axes
 
 pytest.importorskip("libtpu")
 
@@ -22,9 +22,9 @@ def test_splash_compiles_for_a_tpu_topology_with_the_mosaic_kernel():
 
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     devices = topologies.get_topology_desc(topology_name="v5e:2x2", platform="tpu").devices
-    mesh = Mesh(np.asarray(devices).reshape(1, 2, 2), ("data", "fsdp", "tensor"))
+    mesh = Mesh(np.asarray(devices).reshape(1, 2, 2), MESH_AXES)
     batch, length, kv_heads, groups, head_dim = 2, 512, 4, 2, 128
-    heads_spec = PartitionSpec(("data", "fsdp"), None, "tensor")
+    heads_spec = PartitionSpec(batch_axes(), None, "tensor")
 
     def spec(shape, partition, dtype=jnp.bfloat16):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, partition))
@@ -32,10 +32,10 @@ def test_splash_compiles_for_a_tpu_topology_with_the_mosaic_kernel():
     args = (spec((batch, length, kv_heads, groups, head_dim), heads_spec),
             spec((batch, length, kv_heads, head_dim), heads_spec),
             spec((batch, length, kv_heads, head_dim), heads_spec),
-            spec((batch, length), PartitionSpec(("data", "fsdp")), jnp.int32))
+            spec((batch, length), PartitionSpec(batch_axes()), jnp.int32))
 
     def loss(q, k, v, segment_ids):
-        return jnp.sum(splash_self_attend(q, k, v, segment_ids).astype(jnp.float32))
+        return jnp.sum(splash_self_attend(q, k, v, segment_ids, mesh=mesh).astype(jnp.float32))
 
     with activate(mesh):
         assert attention_implementation(preset("tiny")) == "splash"  # auto, from the mesh's TPU devices

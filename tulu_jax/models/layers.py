@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from tulu_jax.models.attention import attend_cache, causal_self_attend
-from tulu_jax.models.backend import target_device
+from tulu_jax.models.backend import target_device, traced_mesh
 from tulu_jax.models.config import LlamaConfig
 from tulu_jax.models.decode_attention import attend_filled_cache
 from tulu_jax.models.paged_attention import PagedLayerCache, paged_attention
@@ -104,7 +104,8 @@ class Attention(nn.Module):
             # Imported here: the Pallas TPU kernels load only when asked for.
             from tulu_jax.models.splash import splash_self_attend
 
-            out = splash_self_attend(q, k, v, query_segment_ids, block_q=c.splash_block_q, block_kv=c.splash_block_kv)
+            out = splash_self_attend(q, k, v, query_segment_ids, mesh=traced_mesh(), block_q=c.splash_block_q,
+                                     block_kv=c.splash_block_kv)
         elif cache is None:
             out = causal_self_attend(q, k, v, query_segment_ids)
         else:

@@ -5,8 +5,8 @@ tiles above the causal diagonal, and keeps the softmax statistics (row max, row 
 the input dtype. Packed rows pass their segment ids; grouped-query heads index their KV head inside the
 kernel, so K/V are never repeated.
 
-Under a mesh (``jax.set_mesh`` + flax logical-axis rules, as the trainer sets up) the kernel runs per
-device inside ``shard_map``: batch over the mesh axes of the logical ``batch`` axis, heads over those of
+Given a mesh (the one the program is traced under, ``backend.traced_mesh``, with the flax logical-axis rules
+the trainer sets up) the kernel runs per device inside ``shard_map``: batch over the mesh axes of the logical ``batch`` axis, heads over those of
 ``heads``. When KV heads do not divide over the head axes (8 KV heads on a tensor axis of 16), K/V stay
 whole on each device and every device takes the one KV head its query heads use. Off TPU it runs in
 Pallas interpret mode (slow, exact: for tests). The target device is the mesh's (``backend.target_device``),
@@ -113,6 +113,7 @@ def splash_self_attend(
     v: jnp.ndarray,  # [batch, length, kv_heads, head_dim]
     segment_ids: jnp.ndarray,  # [batch, length]; 0 = padding
     *,
+    mesh,  # the mesh to run the kernel over (``backend.traced_mesh()``); None: the whole arrays at once
     block_q: int = 0,
     block_kv: int = 0,
     interpret: Optional[bool] = None,
@@ -136,8 +137,7 @@ def splash_self_attend(
         segment_ids = jnp.pad(segment_ids, ((0, 0), (0, pad)))
     segment_ids = segment_ids.astype(jnp.int32)
 
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or mesh.size == 1:
+    if mesh is None or mesh.size == 1:
         out = _attend_shard(q, k, v, segment_ids, sizes=sizes, interpret=interpret, kv_head_axes=None, groups=groups)
     else:
         out = _sharded(q, k, v, segment_ids, mesh, sizes, interpret, groups)

@@ -16,10 +16,10 @@ from typing import Any, Callable, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
 from tulu_jax.errors import ConfigError
-from tulu_jax.sharding import activate, replicated
+from tulu_jax.sharding import activate, batch_sharding, mesh_spec, replicated
 from tulu_jax.training.state import TrainState
 
 LossFn = Callable[[Any, Mapping[str, jax.Array], Mapping[str, jax.Array]], tuple[jax.Array, dict]]
@@ -38,7 +38,7 @@ def split_micro_batches(batch: Mapping[str, jax.Array], num_micro_batches: int, 
             )
         stacked = array.reshape(rows // num_micro_batches, num_micro_batches, *array.shape[1:]).swapaxes(0, 1)
         if mesh is not None:
-            spec = PartitionSpec(None, ("data", "fsdp"), *([None] * (array.ndim - 1)))
+            spec = mesh_spec((None, "batch", *([None] * (array.ndim - 1))))
             stacked = jax.lax.with_sharding_constraint(stacked, NamedSharding(mesh, spec))
         return stacked
 
@@ -122,7 +122,7 @@ class MeshFunction:
 
 def jit_train_step(step_fn, mesh: Mesh, shardings: TrainState, batch_keys: tuple[str, ...]) -> MeshFunction:
     """Jit the step with explicit state/batch shardings, replicated metrics and the state donated."""
-    batch_shardings = {key: NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None)) for key in batch_keys}
+    batch_shardings = {key: batch_sharding(mesh) for key in batch_keys}
     jitted = jax.jit(
         step_fn,
         in_shardings=(shardings, batch_shardings),
@@ -133,6 +133,6 @@ def jit_train_step(step_fn, mesh: Mesh, shardings: TrainState, batch_keys: tuple
 
 
 def jit_eval_step(eval_fn, mesh: Mesh, param_shardings: Any, batch_keys: tuple[str, ...]) -> MeshFunction:
-    batch_shardings = {key: NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None)) for key in batch_keys}
+    batch_shardings = {key: batch_sharding(mesh) for key in batch_keys}
     jitted = jax.jit(eval_fn, in_shardings=(param_shardings, batch_shardings), out_shardings=replicated(mesh))
     return MeshFunction(jitted, mesh)
