@@ -29,9 +29,7 @@ class BatchRows:
     mesh: Mesh
     micro_batch: int  # rows per micro-batch over all processes
     loader: BatchLoader  # this process's share of each global batch, checkpointable
-
-    def total_steps(self, training) -> int:
-        return training.total_steps(self.loader.steps_per_epoch)
+    total_steps: int  # optimizer steps of the run (training.epochs or training.max_steps)
 
 
 def prepare_batch_rows(config: Any, kind: str, share: WorkShare,
@@ -49,4 +47,5 @@ def prepare_batch_rows(config: Any, kind: str, share: WorkShare,
     loader = BatchLoader(train_rows, training.batch_size // jax.process_count(), seed=config.data.seed,
                          shuffle=config.data.shuffle, process_index=jax.process_index(),
                          process_count=jax.process_count())
-    return BatchRows(prepared, train_rows, eval_rows, model_config, mesh, micro_batch, loader)
+    return BatchRows(prepared, train_rows, eval_rows, model_config, mesh, micro_batch, loader,
+                     training.total_steps(loader.steps_per_epoch))

@@ -18,25 +18,26 @@ import jax.numpy as jnp
 from data_pipeline.config import DataConfig
 from data_pipeline.paths import as_path
 from data_pipeline.work_share import WorkShare
-from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives.registry import preference_loss_entry
 from tulu_jax.reference_cache import ReferenceLogps
-from tulu_jax.sharding import MeshConfig, check_batch_divisible
+from tulu_jax.sharding import check_batch_divisible
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.dpo_reference import (
     cached_reference_logps, in_step_reference, jit_reference_pass, reference_cache_key,
 )
-from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.model_source import load_model_params, resolve_model_config
 from tulu_jax.stages.preference_batches import PAIR_KEYS, REFERENCE_KEYS, num_pairs, pair_sequence_logps
+from tulu_jax.stages.optimizer_setup import optimizer_and_shardings
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
 from tulu_jax.stages.runner.export import chat_model_export
-from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
+from tulu_jax.stages.stage_config import BatchStageConfig
+from tulu_jax.training.config import EVALUATION_RENAMES
 from tulu_jax.training.loop import DeviceStep
-from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
-from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state
 from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
@@ -69,20 +70,14 @@ class DPOObjectiveConfig:
 
 
 @dataclass(frozen=True)
-class DPOConfig:
+class DPOConfig(BatchStageConfig):
     RENAMED_KEYS: ClassVar[dict] = {"dpo": "objective", **EVALUATION_RENAMES}
 
     output_dir: str = "runs/dpo"
-    seed: int = 42
-    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(kind="preference", packing="padded", max_seq_len=2048))
-    objective: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=5e-7))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.1))
-    training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
+    objective: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
 
     @property
     def dpo(self) -> DPOObjectiveConfig:
@@ -165,10 +160,9 @@ def build_dpo_step(config: DPOConfig, mesh, model_config: Optional[LlamaConfig] 
     objective, training = config.objective, config.training
     model_config = model_config or resolve_model_config(config.model)
     reference_config = reference_config or model_config
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
-    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
-    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    shapes = param_shapes(model_config)
+    schedule, optimizer, shardings = optimizer_and_shardings(config, mesh, shapes, param_logical_axes(model_config),
+                                                             total_steps)
     loss_fn = make_dpo_loss(model_config, objective)
     train_step = build_train_step(loss_fn, optimizer, schedule, training.micro_batches, pt.global_pairs_context, mesh)
     in_step = objective.uses_reference and objective.reference == "in_step"
@@ -192,20 +186,19 @@ class DPOStage(Stage):
     the DPO step, held-out pair metrics, the chat-model export."""
 
     def __init__(self, config: DPOConfig):
-        self.config = config
+        super().__init__(config)
         self.frozen_reference = None  # the in_step reference params, set with the training state
 
     def prepare(self, share: WorkShare) -> StagePlan:
         config, objective = self.config, self.config.objective
         rows = pt.prepare_pairs(config, share)
         model_config, mesh = rows.model_config, rows.mesh
-        total_steps = rows.total_steps(config.training)
         self.reference_model = dataclasses.replace(config.model, source=objective.reference_model) \
             if objective.reference_model else config.model
         self.reference_config = resolve_model_config(self.reference_model, rows.prepared.tokenizer.vocab_size) \
             if objective.reference_model else model_config
         # Optimizer, shardings, the jitted step and reference pass: the builder the planner compiles too.
-        self.built = built = build_dpo_step(config, mesh, model_config, self.reference_config, total_steps)
+        self.built = built = build_dpo_step(config, mesh, model_config, self.reference_config, rows.total_steps)
         self.model_config = model_config
         # The initial policy, read once when first needed; it is also the reference unless dpo.reference_model
         # names another model.
@@ -229,7 +222,7 @@ class DPOStage(Stage):
             evaluate_step = pt.jit_pair_eval(eval_step, mesh, built.shardings.params, BATCH_RANKS)
             eval_extend = eval_reference.lookup if eval_reference is not None else None
         return StagePlan(
-            model_config=model_config, batches=batches, total_steps=total_steps,
+            model_config=model_config, batches=batches, total_steps=rows.total_steps,
             abstract_state=built.abstract_state(), step=step,
             export=chat_model_export(config, model_config, rows.prepared.tokenizer),
             evaluation=pt.pair_evaluation(evaluate_step, rows.eval_rows, PAIR_KEYS, rows.micro_batch, to_device,

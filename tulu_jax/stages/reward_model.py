@@ -14,16 +14,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from data_pipeline.paths import as_path
 from data_pipeline.config import DataConfig
+from data_pipeline.paths import as_path
 from data_pipeline.work_share import WorkShare
-from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.config import from_dict, to_dict
 from tulu_jax.errors import CheckpointError
 from tulu_jax.models import LlamaConfig, param_logical_axes
@@ -32,15 +31,16 @@ from tulu_jax.models.value_head import (
     LlamaScalarHead, init_scalar_head_params, scalar_head_logical_axes, scalar_head_params_from_lm,
 )
 from tulu_jax.objectives import bradley_terry_loss, scores_at_last_token
-from tulu_jax.sharding import MeshConfig, tree_shardings
+from tulu_jax.sharding import tree_shardings
 from tulu_jax.stages import preference_training as pt
 from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
 from tulu_jax.stages.preference_batches import PAIR_KEYS, both_sides
+from tulu_jax.stages.optimizer_setup import optimizer_and_shardings
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
-from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
-from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
+from tulu_jax.stages.stage_config import BatchStageConfig
 from tulu_jax.training.loop import DeviceStep
-from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
+from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state
 from tulu_jax.training.step import MeshFunction, build_eval_step, build_train_step
 
 log = logging.getLogger(__name__)
@@ -50,19 +50,11 @@ BATCH_RANKS = {key: 2 for key in PAIR_KEYS}
 
 
 @dataclass(frozen=True)
-class RewardModelConfig:
-    RENAMED_KEYS: ClassVar[dict] = dict(EVALUATION_RENAMES)
-
+class RewardModelConfig(BatchStageConfig):
     output_dir: str = "runs/rm"
-    seed: int = 42
-    model: ModelConfig = field(default_factory=ModelConfig)  # the language model the trunk comes from
     data: DataConfig = field(default_factory=lambda: DataConfig(kind="preference", packing="padded", max_seq_len=2048))
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(learning_rate=3e-6))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.0))
-    training: TrainingConfig = field(default_factory=TrainingConfig)  # batch_size counts pairs
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
 def pair_scores(model_config: LlamaConfig, params: Any, batch) -> tuple[jax.Array, jax.Array]:
@@ -123,10 +115,9 @@ def build_reward_model_step(config: RewardModelConfig, mesh, model_config: Optio
     """The reward-model step for ``mesh``: what ``run_reward_model`` trains with and ``tulu-jax plan`` compiles.
     ``model_config`` defaults to the config's model resolved without a tokenizer."""
     model_config = model_config or resolve_model_config(config.model)
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
     shapes = jax.eval_shape(lambda: init_scalar_head_params(model_config, jax.random.PRNGKey(0)))
-    shardings = state_shardings(mesh, optimizer, shapes, scalar_head_logical_axes(model_config))
+    schedule, optimizer, shardings = optimizer_and_shardings(config, mesh, shapes,
+                                                             scalar_head_logical_axes(model_config), total_steps)
     loss_fn = make_reward_model_loss(model_config)
     step = pt.jit_pair_step(
         build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, pt.global_pairs_context, mesh),
@@ -136,24 +127,32 @@ def build_reward_model_step(config: RewardModelConfig, mesh, model_config: Optio
                            (config.training.batch_size, config.data.max_seq_len))
 
 
+@dataclass(frozen=True)
+class RewardModelExport:
+    """``<output_dir>/reward_model``: the scalar-head params (Orbax) and ``model_config.json``."""
+
+    model_config: LlamaConfig
+    part = None
+
+    def write(self, output_dir, params: Any, run_config: dict) -> Path:
+        return save_reward_model(as_path(output_dir) / EXPORT_DIR, params, self.model_config)
+
+
 class RewardModelStage(Stage):
     """The reward model on the runner: preference pairs, the BT step, held-out pair accuracy, its own export."""
-
-    def __init__(self, config: RewardModelConfig):
-        self.config = config
 
     def prepare(self, share: WorkShare) -> StagePlan:
         config = self.config
         rows = pt.prepare_pairs(config, share)
-        total_steps = rows.total_steps(config.training)
         # Optimizer, shardings and the jitted step: the builder the planner compiles too.
-        self.built = build_reward_model_step(config, rows.mesh, rows.model_config, total_steps)
+        self.built = build_reward_model_step(config, rows.mesh, rows.model_config, rows.total_steps)
         self.rows = rows
         to_device = pt.to_device_fn(rows.mesh, PAIR_KEYS)
         eval_step = pt.jit_pair_eval(build_eval_step(self.built.loss_fn, pt.global_pairs_context), rows.mesh,
                                      self.built.shardings.params, BATCH_RANKS)
         return StagePlan(
-            model_config=rows.model_config, batches=pt.PairBatches(rows.loader, PAIR_KEYS), total_steps=total_steps,
+            model_config=rows.model_config, batches=pt.PairBatches(rows.loader, PAIR_KEYS),
+            total_steps=rows.total_steps,
             abstract_state=self.built.abstract_state(), step=DeviceStep(self.built.step, to_device, pt.pair_means),
             export=RewardModelExport(rows.model_config),
             evaluation=pt.pair_evaluation(eval_step, rows.eval_rows, PAIR_KEYS, rows.micro_batch, to_device, config),
@@ -169,17 +168,6 @@ class RewardModelStage(Stage):
 def run_reward_model(config: RewardModelConfig, resume: Optional[bool] = None, export: bool = True) -> StageResult:
     """Train the reward model, checkpoint, and (when ``export``) write ``<output_dir>/reward_model``."""
     return run_stage(RewardModelStage(config), resume, export=export)
-
-
-@dataclass(frozen=True)
-class RewardModelExport:
-    """``<output_dir>/reward_model``: the scalar-head params (Orbax) and ``model_config.json``."""
-
-    model_config: LlamaConfig
-    part = None
-
-    def write(self, output_dir, params: Any, run_config: dict) -> Path:
-        return save_reward_model(as_path(output_dir) / EXPORT_DIR, params, self.model_config)
 
 
 def save_reward_model(directory: Path, params: Any, model_config: LlamaConfig) -> Path:

@@ -14,26 +14,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipeline.config import DataConfig
 from data_pipeline.loader import BatchLoader, make_global_batch
 from data_pipeline.work_share import WorkShare
-from tulu_jax.checkpoint import CheckpointConfig
 from tulu_jax.errors import ConfigError
 from tulu_jax.models import Llama, LlamaConfig, param_logical_axes, unembedding_matrix
 from tulu_jax.models.params import param_shapes
 from tulu_jax.objectives import chunked_token_logprobs, next_token_targets, sft_loss
 from tulu_jax.objectives.sft import REDUCTIONS
-from tulu_jax.sharding import MeshConfig, batch_sharding
+from tulu_jax.sharding import batch_sharding
 from tulu_jax.stages.batch_rows import prepare_batch_rows
-from tulu_jax.stages.model_source import ModelConfig, load_model_params, resolve_model_config
+from tulu_jax.stages.model_source import load_model_params, resolve_model_config
+from tulu_jax.stages.optimizer_setup import optimizer_and_shardings
 from tulu_jax.stages.runner import Stage, StagePlan, StageResult, run_stage
 from tulu_jax.stages.runner.export import chat_model_export
-from tulu_jax.training.config import EVALUATION_RENAMES, EvaluationConfig, TrainingConfig
+from tulu_jax.stages.stage_config import BatchStageConfig
+from tulu_jax.training.config import EVALUATION_RENAMES
 from tulu_jax.training.flops import flops_per_step, peak_flops_per_second
 from tulu_jax.training.hooks import Evaluation, Throughput
 from tulu_jax.training.loop import DeviceStep
-from tulu_jax.training.optimizer import OptimizerConfig, ScheduleConfig, make_optimizer, make_schedule
-from tulu_jax.training.state import TrainState, abstract_state, create_train_state, state_shardings
+from tulu_jax.training.state import TrainState, abstract_state, create_train_state
 from tulu_jax.training.step import (
     MeshFunction, build_eval_step, build_train_step, jit_eval_step, jit_train_step,
 )
@@ -54,20 +53,11 @@ class SFTLossConfig:
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(BatchStageConfig):
     RENAMED_KEYS: ClassVar[dict] = {"loss": "objective", **EVALUATION_RENAMES}
 
     output_dir: str = "runs/sft"
-    seed: int = 42
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     objective: SFTLossConfig = field(default_factory=SFTLossConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     @property
     def loss(self) -> SFTLossConfig:
@@ -144,10 +134,9 @@ def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] 
     ``model_config`` defaults to the config's model resolved without a tokenizer (the planner's case).
     """
     model_config = model_config or resolve_model_config(config.model)
-    schedule = make_schedule(config.optimizer.learning_rate, config.schedule, total_steps)
-    optimizer = make_optimizer(config.optimizer, schedule)
-    shapes, axes = param_shapes(model_config), param_logical_axes(model_config)
-    shardings = state_shardings(mesh, optimizer, shapes, axes)
+    shapes = param_shapes(model_config)
+    schedule, optimizer, shardings = optimizer_and_shardings(config, mesh, shapes, param_logical_axes(model_config),
+                                                             total_steps)
     loss_fn = make_sft_loss(model_config, config.objective)
     step = jit_train_step(
         build_train_step(loss_fn, optimizer, schedule, config.training.micro_batches, global_token_count, mesh),
@@ -160,15 +149,11 @@ def build_sft_step(config: SFTConfig, mesh, model_config: Optional[LlamaConfig] 
 class SFTStage(Stage):
     """SFT on the runner: chat rows, the SFT step, held-out per-token loss, throughput, the chat-model export."""
 
-    def __init__(self, config: SFTConfig):
-        self.config = config
-
     def prepare(self, share: WorkShare) -> StagePlan:
         config = self.config
         rows = prepare_batch_rows(config, "sft", share)
-        total_steps = rows.total_steps(config.training)
         # Optimizer, train-state shardings and the jitted step: the builder the planner compiles too.
-        self.built = build_sft_step(config, rows.mesh, rows.model_config, total_steps)
+        self.built = build_sft_step(config, rows.mesh, rows.model_config, rows.total_steps)
         self.model_config = rows.model_config
         sharding = batch_sharding(rows.mesh)
         peak, source = peak_flops_per_second(config.training.peak_flops_per_device)
@@ -182,7 +167,7 @@ class SFTStage(Stage):
         evaluate = _evaluator(config, rows.eval_rows, self.built.loss_fn, rows.mesh, self.built.shardings.params,
                               rows.micro_batch)
         return StagePlan(
-            model_config=rows.model_config, batches=rows.loader, total_steps=total_steps,
+            model_config=rows.model_config, batches=rows.loader, total_steps=rows.total_steps,
             abstract_state=self.built.abstract_state(),
             step=DeviceStep(self.built.step, lambda batch: make_global_batch(numpy_batch(batch), sharding), summarize),
             export=chat_model_export(config, rows.model_config, rows.prepared.tokenizer),

@@ -208,7 +208,8 @@ class RLVRStage(Stage):
     the policy's export. ``data`` replaces the prepared ``config.data`` (a toy task, prompts made elsewhere)."""
 
     def __init__(self, config: RLVRConfig, data: Optional[RLVRData] = None):
-        self.config, self.data = config, data
+        super().__init__(config)
+        self.data = data
 
     def prepare(self, share: WorkShare) -> StagePlan:
         config = self.config

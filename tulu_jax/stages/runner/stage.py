@@ -35,7 +35,8 @@ class Stage(abc.ABC):
     """One recipe step. ``config`` has ``output_dir``, ``seed``, ``checkpoint`` and ``training`` (``log_every``,
     ``tensorboard``, ``wandb_project``, ``progress_bar``, ``record_batches``); the runner reads nothing else."""
 
-    config: Any
+    def __init__(self, config: Any):
+        self.config = config
 
     @abc.abstractmethod
     def prepare(self, share: WorkShare) -> StagePlan:
