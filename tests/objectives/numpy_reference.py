@@ -120,3 +120,25 @@ def token_sum_loss(per_token, mask):
             if mask[row, t]:
                 total += per_token[row, t]
     return total / (per_token.shape[0] * per_token.shape[1])
+
+
+def off_policy_weights(old, sampler, mask, kind, cap):
+    """Per-token weights of the policy term (0 off the response), token by token: tis min(ratio, cap); icepop
+    the ratio inside [1/cap, cap] else 0; sequence_mask 1 on responses whose exp(mean log ratio) is inside."""
+    old, sampler, mask = (np.asarray(a, np.float64) for a in (old, sampler, mask))
+    batch, length = old.shape
+    weights = np.zeros((batch, length))
+    for b in range(batch):
+        tokens = [t for t in range(length) if mask[b, t] != 0]
+        geometric = np.exp(np.mean([old[b, t] - sampler[b, t] for t in tokens])) if tokens else 1.0
+        for t in tokens:
+            ratio = np.exp(old[b, t] - sampler[b, t])
+            if kind == "tis":
+                weights[b, t] = min(ratio, cap)
+            elif kind == "icepop":
+                weights[b, t] = ratio if 1.0 / cap <= ratio <= cap else 0.0
+            elif kind == "sequence_mask":
+                weights[b, t] = 1.0 if 1.0 / cap <= geometric <= cap else 0.0
+            else:
+                raise ValueError(kind)
+    return weights

@@ -6,7 +6,9 @@ value model); its entry declares what it needs (a value model, groups of samples
 loss maps current and stored log-probs plus advantages to per-token losses. A loss aggregation says how
 a minibatch's per-token losses become one number: their sum over valid tokens divided by its
 ``normaliser`` of the minibatch's response mask (computed once per minibatch, so micro-batches add up).
-All take an :class:`RLObjectiveConfig` for their hyperparameters; configs name entries by string and are
+An off-policy correction maps the learner's recomputed
+old log-probs and the sampler's log-probs to per-token weights of the policy-gradient term (``none``: no
+weights, the synchronous recipe as it was). All take an :class:`RLObjectiveConfig` for their hyperparameters; configs name entries by string and are
 checked against these tables. A new variant is one decorated function here.
 
 Preference losses (the DPO family) are a table of their own: each entry is the loss function for one
@@ -17,6 +19,7 @@ DPO stage runs a reference pass at all.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Literal, NamedTuple
 
 import jax.numpy as jnp
@@ -27,6 +30,7 @@ from tulu_jax.objectives.dpo import LOSS_TYPES as PREFERENCE_LOSS_TYPES
 from tulu_jax.objectives.dpo import preference_loss
 from tulu_jax.objectives.kl import kl_estimate, per_token_rewards
 from tulu_jax.objectives.masked import masked_mean, masked_whiten
+from tulu_jax.objectives.off_policy import icepop_weights, sequence_mask_weights, truncated_importance_weights
 from tulu_jax.objectives.ppo import clipped_policy_term, policy_metrics
 
 
@@ -46,11 +50,22 @@ class RLObjectiveConfig:
     value_clip: float = 0.2
     group_size: int = 1  # GRPO: samples per prompt, consecutive in the batch
     group_std: Literal["sample", "population"] = "sample"
+    # Weights of the policy-gradient term for tokens drawn by a sampler other than the learner's policy: a
+    # name in the off-policy-correction registry below; "none" is the synchronous recipe, untouched.
+    off_policy_correction: str = "none"
+    # c: tis truncates π_learner_old / π_sampler at c; icepop and sequence_mask keep ratios in [1/c, c].
+    tis_cap: float = 2.0
 
     def __post_init__(self) -> None:
         advantage_estimator_entry(self.advantage_estimator, "objective.advantage_estimator")
         get_policy_loss(self.policy_loss, "objective.policy_loss")
         get_loss_aggregation(self.loss_aggregation, "objective.loss_aggregation")
+        get_off_policy_correction(self.off_policy_correction, "objective.off_policy_correction")
+        if not (math.isfinite(self.tis_cap) and self.tis_cap >= 1.0):
+            raise ConfigError(
+                f"objective.tis_cap must be finite and >= 1 (the largest importance weight; [1/c, c] must hold 1), "
+                f"got {self.tis_cap}"
+            )
 
 
 class Rollout(NamedTuple):
@@ -73,6 +88,9 @@ AdvantageEstimator = Callable[[Rollout, RLObjectiveConfig], Advantages]
 # (new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config)
 #   -> (per-token loss [batch, response_length], metrics: token-masked means for logging)
 PolicyLoss = Callable[..., tuple]
+# (old_logprobs, sampler_logprobs, response_mask, config) -> (per-token weights of the policy term, or None
+#   for no correction; metrics)
+OffPolicyCorrection = Callable[..., tuple]
 # response_mask [batch, response_length] of a whole minibatch -> what its summed token losses are divided by
 LossNormaliser = Callable[[jnp.ndarray], jnp.ndarray]
 
@@ -90,6 +108,7 @@ class AdvantageEstimatorEntry:
 _ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimatorEntry] = {}
 _POLICY_LOSSES: dict[str, PolicyLoss] = {}
 _LOSS_AGGREGATIONS: dict[str, LossNormaliser] = {}
+_OFF_POLICY_CORRECTIONS: dict[str, OffPolicyCorrection] = {}
 
 
 def register_advantage_estimator(name: str, *, needs_value_model: bool = False, needs_groups: bool = False):
@@ -122,6 +141,16 @@ def register_loss_aggregation(name: str):
     return register
 
 
+def register_off_policy_correction(name: str):
+    """Decorator: make a correction selectable as ``off_policy_correction: name``."""
+
+    def register(function: OffPolicyCorrection) -> OffPolicyCorrection:
+        _OFF_POLICY_CORRECTIONS[name] = function
+        return function
+
+    return register
+
+
 def _lookup(table: dict, name: str, what: str):
     if name not in table:
         raise ConfigError(f"{what}: unknown name {name!r}; allowed: {', '.join(sorted(table))}")
@@ -148,6 +177,11 @@ def get_loss_aggregation(name: str, what: str = "loss aggregation") -> LossNorma
     return _lookup(_LOSS_AGGREGATIONS, name, what)
 
 
+def get_off_policy_correction(name: str, what: str = "off-policy correction") -> OffPolicyCorrection:
+    """The registered off-policy correction called ``name``; ConfigError listing the known ones otherwise."""
+    return _lookup(_OFF_POLICY_CORRECTIONS, name, what)
+
+
 def aggregate_policy_loss(per_token_loss, response_mask, normaliser) -> jnp.ndarray:
     """Σ of the per-token losses over valid tokens / ``normaliser`` (the minibatch's, from its aggregation)."""
     valid = jnp.asarray(response_mask) != 0
@@ -164,6 +198,10 @@ def policy_loss_names() -> tuple[str, ...]:
 
 def loss_aggregation_names() -> tuple[str, ...]:
     return tuple(sorted(_LOSS_AGGREGATIONS))
+
+
+def off_policy_correction_names() -> tuple[str, ...]:
+    return tuple(sorted(_OFF_POLICY_CORRECTIONS))
 
 
 @register_advantage_estimator("gae", needs_value_model=True)
@@ -199,24 +237,56 @@ def rloo_estimator(rollout: Rollout, config: RLObjectiveConfig) -> Advantages:
 
 
 @register_policy_loss("ppo")
-def ppo_policy_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
-    """PPO's clipped surrogate per token; the KL to the reference already sits in the rewards."""
+def ppo_policy_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config,
+                              correction=None):
+    """PPO's clipped surrogate per token (times the off-policy ``correction`` weights, when given); the KL to
+    the reference already sits in the rewards."""
     del reference_logprobs
     per_token, was_clipped = clipped_policy_term(new_logprobs, old_logprobs, advantages, config.clip_eps)
+    if correction is not None:
+        per_token = per_token * correction
     metrics = {"policy_loss": masked_mean(per_token, response_mask),
                **policy_metrics(new_logprobs, old_logprobs, was_clipped, response_mask)}
     return per_token, metrics
 
 
 @register_policy_loss("grpo")
-def grpo_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config):
-    """GRPO's clipped surrogate plus β·k3 to the reference, per token (k3 of the current policy, so the
-    penalty's gradient flows into it)."""
+def grpo_loss_by_config(new_logprobs, old_logprobs, reference_logprobs, advantages, response_mask, config,
+                        correction=None):
+    """GRPO's clipped surrogate (times the off-policy ``correction`` weights, when given) plus β·k3 to the
+    reference, per token (k3 of the current policy, so the penalty's gradient flows into it)."""
     policy_term, was_clipped = clipped_policy_term(new_logprobs, old_logprobs, advantages, config.clip_eps)
+    if correction is not None:
+        policy_term = policy_term * correction
     kl = kl_estimate(new_logprobs, reference_logprobs, "k3")
     metrics = {"policy_loss": masked_mean(policy_term, response_mask), "kl": masked_mean(kl, response_mask),
                **policy_metrics(new_logprobs, old_logprobs, was_clipped, response_mask)}
     return policy_term + config.kl_beta * kl, metrics
+
+
+@register_off_policy_correction("none")
+def no_correction(old_logprobs, sampler_logprobs, response_mask, config):
+    """The synchronous recipe: the sampler is taken to be the learner's policy; the loss is not touched."""
+    del old_logprobs, sampler_logprobs, response_mask, config
+    return None, {}
+
+
+@register_off_policy_correction("tis")
+def truncated_importance_sampling(old_logprobs, sampler_logprobs, response_mask, config):
+    """Token-level truncated importance sampling: ``min(π_learner_old / π_sampler, tis_cap)``."""
+    return truncated_importance_weights(old_logprobs, sampler_logprobs, response_mask, config.tis_cap)
+
+
+@register_off_policy_correction("icepop")
+def icepop(old_logprobs, sampler_logprobs, response_mask, config):
+    """IcePop: the ratio on tokens where it lies in ``[1/tis_cap, tis_cap]``, no gradient from the others."""
+    return icepop_weights(old_logprobs, sampler_logprobs, response_mask, config.tis_cap)
+
+
+@register_off_policy_correction("sequence_mask")
+def sequence_mask(old_logprobs, sampler_logprobs, response_mask, config):
+    """Whole responses whose geometric-mean ratio leaves ``[1/tis_cap, tis_cap]`` give no gradient."""
+    return sequence_mask_weights(old_logprobs, sampler_logprobs, response_mask, config.tis_cap)
 
 
 @register_loss_aggregation("token_mean")

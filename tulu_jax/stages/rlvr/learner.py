@@ -28,7 +28,8 @@ from tulu_jax.objectives.logprobs import chunked_token_logprobs
 from tulu_jax.objectives.masked import masked_mean
 from tulu_jax.objectives.ppo import ppo_value_loss
 from tulu_jax.objectives.registry import (
-    RLObjectiveConfig, Rollout, aggregate_policy_loss, get_advantage_estimator, get_loss_aggregation, get_policy_loss,
+    RLObjectiveConfig, Rollout, aggregate_policy_loss, get_advantage_estimator, get_loss_aggregation,
+    get_off_policy_correction, get_policy_loss,
 )
 from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.rollout import SEQUENCE_FIELDS, RolloutBatch
@@ -151,6 +152,7 @@ def build_loss_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: 
     objective: RLObjectiveConfig = config.objective
     policy_loss = get_policy_loss(objective.policy_loss)
     normaliser = get_loss_aggregation(objective.loss_aggregation)
+    off_policy_correction = get_off_policy_correction(objective.off_policy_correction)
     temperature, chunk, value_coef = config.rollout.temperature, config.ppo.logprob_chunk, config.ppo.value_loss_coef
 
     def context_fn(batch):
@@ -161,12 +163,16 @@ def build_loss_fn(config: RLVRConfig, model_config: LlamaConfig, prompt_length: 
         mask = micro_batch["response_mask"]
         share = jnp.sum(mask) / context["tokens"]
         logprobs, entropy = response_logprobs(params["policy"], model_config, micro_batch, prompt_length, temperature, chunk)
+        # Weights of the policy term for the sampler's lag behind the learner (None: no correction).
+        weights, correction_metrics = off_policy_correction(
+            micro_batch["old_logprobs"], micro_batch["sampler_logprobs"], mask, objective
+        )
         per_token, metrics = policy_loss(
             logprobs, micro_batch["old_logprobs"], micro_batch["reference_logprobs"], micro_batch["advantages"],
-            mask, objective,
+            mask, objective, correction=weights,
         )
         loss = aggregate_policy_loss(per_token, mask, context["normaliser"])
-        metrics = dict(metrics, entropy=masked_mean(jax.lax.stop_gradient(entropy), mask))
+        metrics = dict(metrics, **correction_metrics, entropy=masked_mean(jax.lax.stop_gradient(entropy), mask))
         if "value" in params:
             values = response_values(params["value"], model_config, micro_batch, prompt_length)
             value_loss, value_metrics = ppo_value_loss(
