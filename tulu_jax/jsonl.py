@@ -1,6 +1,7 @@
 """JSONL in and out for the commands (generate, eval, verify), with errors that name the file and line.
 
-No JAX here: the verify command reads JSONL without loading an accelerator runtime.
+No JAX here: the verify command reads JSONL without loading an accelerator runtime. Locations are local paths
+or URLs (``gs://…``, through ``data_pipeline.paths``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from data_pipeline.atomic_files import atomic_output
+from data_pipeline.paths import as_path, is_remote, same_or_within
 from tulu_jax.errors import DataError
 
 
@@ -36,13 +38,13 @@ def decode_line(raw: bytes, where: str) -> str:
         ) from None
 
 
-def read_jsonl(path: Path) -> list[tuple[str, dict]]:
+def read_jsonl(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """``(where, record)`` for each non-empty line; ``where`` is ``file:line`` for error messages."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     records = []
-    with open(path, "rb") as source:
+    with path.open("rb") as source:
         for number, raw in enumerate(source, start=1):
             where = f"{path}:{number}"
             line = decode_line(raw, where)
@@ -54,24 +56,34 @@ def read_jsonl(path: Path) -> list[tuple[str, dict]]:
     return records
 
 
-def write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    """Write ``records`` to a temporary sibling and rename it over ``path`` when complete."""
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write ``records`` to a temporary sibling and rename it over ``path`` when complete (an object-store URL
+    is written as one object, which appears whole when its upload completes)."""
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    if is_remote(path):
+        as_path(path).write_text(text, encoding="utf-8")
+        return
     with atomic_output(path) as sink:
-        for record in records:
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sink.write(text)
 
 
-def refuse_overwriting_inputs(output: Optional[Path], inputs: Iterable[tuple[str, Optional[Path]]],
+def refuse_overwriting_inputs(output: Optional[str | os.PathLike], inputs: Iterable[tuple[str, Optional[str | os.PathLike]]],
                               output_flag: str = "--out") -> None:
     """Raise when ``output`` would clobber an input: the same file (links and symlinks resolved) or a path
     inside an input directory. ``inputs`` are ``(what, path)`` pairs, ``what`` naming the input in the error."""
     if output is None:
         return
-    target = Path(os.path.realpath(output))
     for what, path in inputs:
         if path is None or str(path) == "":
             continue
-        source = Path(os.path.realpath(path))
+        if is_remote(output) or is_remote(path):
+            if same_or_within(output, path):
+                relation = "is" if same_or_within(path, output) else "lies inside"
+                raise DataError(f"{output_flag} {output} {relation} the {what} {path}; writing it would destroy an "
+                                f"input. Choose another {output_flag} path")
+            continue
+        target = Path(os.path.realpath(as_path(output)))
+        source = Path(os.path.realpath(as_path(path)))
         same = target == source or (target.exists() and source.exists() and os.path.samefile(target, source))
         if same or (source.is_dir() and source in target.parents):
             relation = "is" if same else "lies inside"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 
 from data_pipeline.chat_template import CHAT_TEMPLATE_CHOICES
@@ -12,7 +10,8 @@ from tulu_jax.generation.sampling import SamplingConfig
 
 
 def add_model_and_sampling_arguments(parser, *, max_new_tokens: int, temperature_help: str) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a Hugging Face model directory (with tokenizer files)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a Hugging Face model directory with tokenizer files; a path or gs:// URL")
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"default {max_new_tokens}")
     parser.add_argument("--temperature", type=float, default=None, help=temperature_help)
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1: off)")
@@ -40,3 +39,13 @@ def inference_mesh_and_batch(batch_size: int):
     mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=-1, tensor=1))
     parallel = sharding.data_parallel_size(mesh)
     return mesh, -(-batch_size // parallel) * parallel
+
+
+def load_checked(args, mesh):
+    """The ``--checkpoint`` model (``--dtype`` compute), read sharded over ``mesh``; a bad checkpoint is refused
+    on every process with the same line (the read involves no collective, so a refusal cannot strand a peer)."""
+    from tulu_jax import distributed
+    from tulu_jax.generation.loading import load_model_for_inference
+
+    with distributed.same_verdict("inference checkpoint"):
+        return load_model_for_inference(args.checkpoint, mesh=mesh, compute_dtype=args.dtype)

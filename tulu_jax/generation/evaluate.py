@@ -4,15 +4,22 @@
 sample counts as correct when its score is 1. With ``n_samples`` = n > 1 samples per prompt, pass@k is
 the unbiased estimator ``1 - C(n - c, k) / C(n, k)`` (c correct of n) averaged over prompts, for k = 1, the
 powers of two below n, and n.
+
+On several processes every process generates every batch together (the model is sharded over all of them)
+and gets every completion back; each then verifies only its own share of the records (verifiers are plain
+Python on the host, math-verify the slow one) and the scores are gathered by name, so every process returns
+the same summary. A record that cannot be scored is refused on all processes with the same line.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Optional, Sequence
 
 from jax.sharding import Mesh
 
+from tulu_jax import distributed
 from tulu_jax.errors import DataError, TuluError
 from tulu_jax.generation.prompts import encode_prompt, record_messages
 from tulu_jax.generation.sampling import SamplingConfig
@@ -54,12 +61,14 @@ def check_record(record: dict, where: str) -> None:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)}; an RLVR record needs {', '.join(RLVR_FIELDS)}")
 
 
-def score_generations(records: Sequence[dict], generations: Sequence[Sequence[str]]) -> list[list[float]]:
-    """Scores in [0, 1] of each record's generations, through ``tulu_jax.rewards.score``."""
+def score_generations(records: Sequence[dict], generations: Sequence[Sequence[str]], first_number: int = 1
+                      ) -> list[list[float]]:
+    """Scores in [0, 1] of each record's generations, through ``tulu_jax.rewards.score`` (errors number the
+    records from ``first_number``)."""
     from tulu_jax import rewards
 
     scores = []
-    for number, (record, texts) in enumerate(zip(records, generations), start=1):
+    for number, (record, texts) in enumerate(zip(records, generations), start=first_number):
         try:
             scores.append([rewards.score(text, record["ground_truth"], record["dataset"]) for text in texts])
         except TuluError as error:
@@ -133,13 +142,29 @@ def evaluate(
     )
     per_record = [completions[i * n_samples : (i + 1) * n_samples] for i in range(len(records))]
     generations = [[completion.text for completion in group] for group in per_record]
-    scores = score_generations(records, generations)
+    scores = score_shared(records, generations)
     summary = summarize(records, scores)
     summary["records"] = [
         {**record, "generations": texts, "scores": values, "stopped": [c.stopped for c in group]}
         for record, texts, values, group in zip(records, generations, scores, per_record)
     ]
     return summary
+
+
+def process_share(count: int) -> range:
+    """The records this process verifies: a contiguous ``1 / processes`` of them."""
+    index, processes = distributed.process_index(), distributed.process_count()
+    return range(count * index // processes, count * (index + 1) // processes)
+
+
+def score_shared(records: Sequence[dict], generations: Sequence[Sequence[str]]) -> list[list[float]]:
+    """Every record's scores on every process, each process verifying only its ``process_share``."""
+    share = process_share(len(records))
+    with distributed.same_verdict("eval records scored"):
+        local = score_generations(records[share.start : share.stop], generations[share.start : share.stop],
+                                  first_number=share.start + 1)
+    # JSON keeps every float exactly; the pieces come back in process order, which is record order.
+    return [row for piece in distributed.gathered("eval scores", json.dumps(local)) for row in json.loads(piece)]
 
 
 def format_summary(summary: dict) -> str:
