@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import gcs_emulator
 from tests.helpers.tiny_tokenizer import build_tiny_tokenizer
+from tests.test_gcs_emulator import bucket  # noqa: F401 - the emulator fixture
 from tests.tpu import launch
 
 TIMEOUT = 600
@@ -50,10 +52,10 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def eval_arguments(checkpoint, data, out) -> list[str]:
+def eval_arguments(checkpoint, data, out=None) -> list[str]:
     # Two samples per record, drawn at temperature 1: the sampled path and pass@k, not only greedy decoding.
-    return ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), "--n-samples", "2",
-            "--temperature", "1.0", "--seed", "7", "--max-new-tokens", "6", "--batch-size", "16"]
+    return ["eval", "--checkpoint", str(checkpoint), "--data", str(data), *(["--out", str(out)] if out else []),
+            "--n-samples", "2", "--temperature", "1.0", "--seed", "7", "--max-new-tokens", "6", "--batch-size", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,20 @@ def test_generate_on_two_processes_writes_the_file_one_process_writes(workspace)
     assert written == (single / "responses.jsonl").read_bytes()
     rows = [json.loads(line) for line in written.decode().splitlines()]
     assert [row["id"] for row in rows] == list(range(5)) and all(isinstance(row["response"], str) for row in rows)
+
+
+@pytest.mark.slow
+def test_eval_with_every_location_on_gs_writes_the_file_of_a_local_run(workspace, eval_runs, bucket, tmp_path):
+    """Checkpoint, tokenizer and records in the bucket; the results land beside the records there (the default
+    ``--out``). The emulator's environment is this process's (the ``bucket`` fixture), which the launch passes on."""
+    from data_pipeline.paths import as_path
+
+    gs = f"gs://{gcs_emulator.BUCKET}/eval"
+    for file in (workspace / "model").iterdir():
+        as_path(f"{gs}/model/{file.name}").write_bytes(file.read_bytes())
+    as_path(f"{gs}/records.jsonl").write_bytes((workspace / "records.jsonl").read_bytes())
+    result = launch.run(eval_arguments(f"{gs}/model", f"{gs}/records.jsonl"), 2, 4, tmp_path / "logs", timeout=TIMEOUT)
+    assert result.returncodes == [0, 0], "\n\n".join(log[-3000:] for log in result.stderr)
+    (single, _), _ = eval_runs
+    assert as_path(f"{gs}/records.generations.jsonl").read_bytes() == (single / "results.jsonl").read_bytes()
+    assert f"to {gs}/records.generations.jsonl" in result.stderr[0]
