@@ -67,3 +67,15 @@ def test_tis_with_the_samplers_logprobs_equal_to_the_learners_is_none(prepared):
     tis_loss, tis_metrics = _loss("tis", model_config, params, batch, batch.old_logprobs)
     np.testing.assert_allclose(tis_loss, none_loss, rtol=1e-6)
     np.testing.assert_allclose(tis_metrics["off_policy_weight"], 1.0, rtol=1e-6)
+
+
+def test_async_steps_is_validated_and_refused_by_the_stage_until_the_runner_exists():
+    from tulu_jax.errors import ConfigError
+    from tulu_jax.stages.rlvr.stage import RLVRStage
+
+    assert toy_config("grpo").rollout.async_steps == 0
+    with pytest.raises(ConfigError, match=r"rollout.async_steps must be >= 0 \(0 = synchronous\)"):
+        toy_config("grpo", rollout={"async_steps": -1})
+    config = toy_config("grpo", rollout={"async_steps": 1})  # loads: `tulu-jax plan` reads it
+    with pytest.raises(ConfigError, match="asynchronous RLVR runner .* is not built yet; set rollout.async_steps=0"):
+        RLVRStage(config)

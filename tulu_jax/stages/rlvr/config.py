@@ -61,11 +61,18 @@ class RolloutConfig:
     decode_slots: int = 0
     page_size: int = 16
     sampler: str = "continuous"  # or "static": the reference, every row on the training layout until the last stops
+    # Asynchronous RLVR: rollouts up to async_steps learner versions ahead, on their own sampler_chips (0: the
+    # planner's advice). 0 is the synchronous recipe. Only `tulu-jax plan` reads k >= 1 so far: the stage
+    # refuses it (refuse_unbuilt_async) until the asynchronous runner exists.
+    async_steps: int = 0
+    sampler_chips: int = 0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"rollout.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        for name in ("sampling_group", "decode_slots"):
+        if self.async_steps < 0:
+            raise ConfigError(f"rollout.async_steps must be >= 0 (0 = synchronous), got {self.async_steps}")
+        for name in ("sampling_group", "decode_slots", "sampler_chips"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"rollout.{name} must be >= 0 (0 = automatic), got {getattr(self, name)}")
         for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "page_size"):
@@ -79,6 +86,16 @@ class RolloutConfig:
     @property
     def responses_per_step(self) -> int:
         return self.prompts_per_step * self.samples_per_prompt
+
+
+def refuse_unbuilt_async(rollout: RolloutConfig) -> None:
+    """ConfigError for ``rollout.async_steps >= 1``: the plan reads it, no runner trains with it yet."""
+    if rollout.async_steps:
+        raise ConfigError(
+            f"rollout.async_steps={rollout.async_steps}: the asynchronous RLVR runner (a sampler sub-mesh "
+            "rollouts ahead of the learner) is not built yet; set rollout.async_steps=0 to train synchronously. "
+            "`tulu-jax plan` does read it: it plans the sampler and learner sub-meshes and the weight transfer"
+        )
 
 
 @dataclass(frozen=True)

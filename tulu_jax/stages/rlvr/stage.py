@@ -35,7 +35,7 @@ from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
 from tulu_jax.stages.model_source import check_vocab, load_model_params, resolve_model_config
-from tulu_jax.stages.rlvr.config import RLVRConfig
+from tulu_jax.stages.rlvr.config import RLVRConfig, refuse_unbuilt_async
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
 )
@@ -208,6 +208,7 @@ class RLVRStage(Stage):
     the policy's export. ``data`` replaces the prepared ``config.data`` (a toy task, prompts made elsewhere)."""
 
     def __init__(self, config: RLVRConfig, data: Optional[RLVRData] = None):
+        refuse_unbuilt_async(config.rollout)
         super().__init__(config)
         self.data = data
 
