@@ -59,10 +59,9 @@ def complete(
     for batch_index, start in enumerate(range(0, len(order), batch_size)):
         chosen = order[start : start + batch_size]
         ids, mask = left_pad([prompts[i] for i in chosen], tokenizer.pad_id, batch_size=batch_size)
+        batch_key = jax.random.fold_in(key, batch_index)
         if mesh is not None:
             ids, mask = rows_on_mesh(ids, mesh), rows_on_mesh(mask, mesh)
-        batch_key = jax.random.fold_in(key, batch_index)
-        if mesh is not None:  # the same key on every device, without comparing it across processes
             batch_key = rows_on_mesh(np.asarray(batch_key), mesh, replicated=True)
         out = generate(
             params, config, ids, mask, batch_key,
