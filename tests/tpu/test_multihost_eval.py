@@ -89,7 +89,9 @@ def test_a_missing_checkpoint_is_refused_on_both_processes_with_the_same_line(wo
     missing = tmp_path / "no_such_model"
     result = launch.run(eval_arguments(missing, workspace / "records.jsonl", tmp_path / "out.jsonl"), 2, 4,
                         tmp_path / "logs", timeout=120)
+    print(f"both processes ended {result.seconds:.1f} s after launch")  # 14 s here, JAX's start included
     assert result.returncodes == [1, 1], result.stderr
+    assert result.seconds < 60, result.seconds  # refused before loading anything, not at a peer's timeout
     lines = [[line for line in log.splitlines() if line.startswith("error:")] for log in result.stderr]
     assert lines[0] == lines[1] and len(lines[0]) == 1, lines
     assert str(missing) in lines[0][0] and "does not exist" in lines[0][0]
