@@ -29,11 +29,6 @@ LAYERS = [
     ["tulu_jax", "tulu_jax.errors", "tulu_jax.ops"],
     ["data_pipeline"],  # never imports tulu_jax
 ]
-# Cycles that exist today and belong to someone else's open work; each one removed is removed here too.
-KNOWN_CYCLES = [
-    # continuous.py imports sampler.decode_compiler_options inside a function (issue 30, item 5).
-    ["tulu_jax.generation.continuous", "tulu_jax.generation.sampler"],
-]
 RANK = {unit: depth for depth, units in enumerate(LAYERS) for unit in units}  # larger is lower
 
 
@@ -142,7 +137,7 @@ def test_every_unit_has_a_layer():
 
 
 def test_no_module_cycles():
-    assert cycles(module_graph()) == KNOWN_CYCLES
+    assert cycles(module_graph()) == []
 
 
 def test_no_package_cycles():

@@ -2,7 +2,10 @@
 
 The rows of a call (``prompt_ids [rows, prompt_length]``, left-padded as everywhere) are split into
 ``groups`` equal blocks of consecutive rows; on a sampling mesh each group is one group of chips holding the
-weights resident (``generation.sampling_layout``), and every group runs the same loop over its own rows:
+weights resident (``generation.sampling_layout``), and every group runs the same loop over its own rows,
+inside ``shard_map`` over the group axes: the page tables, gathers and scatters of a group stay on its chips,
+and only two scalar flags a step (is any group busy, is any group waiting to refill) cross groups, so all
+chips take the same branches:
 
 - ``slots`` rows decode at a time, one token each per step. A slot whose row stopped (a stop token, or
   ``max_new_tokens`` or the row's own limit reached) gives its KV pages back and, at the next step, takes
@@ -29,18 +32,21 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from tulu_jax import sharding
 from tulu_jax.errors import ConfigError
 from tulu_jax.generation import page_pool
+from tulu_jax.generation.decode_options import decode_compiler_options
+from tulu_jax.generation.sampling_layout import sampling_param_shardings
 from tulu_jax.generation.sampling import SamplingConfig, choose_row_tokens, token_keys
 from tulu_jax.models import Llama, LlamaConfig
 from tulu_jax.models.layers import _dtype
 from tulu_jax.models.paged_attention import PagedLayerCache
 
 
-# One group's pages of one layer, with the group dim in front: [groups, pages, 2 * kv_heads, page_size, head_dim].
-PAGE_AXES = ("rollout_group", None, "kv_heads", None, None)
+# One group's pages of one layer: [pages, 2 * kv_heads, page_size, head_dim], split over the group's tensor axis.
+PAGE_AXES = (None, "kv_heads", None, None)
 
 
 @dataclass(frozen=True)
@@ -115,39 +121,57 @@ def _generate_continuous(
     groups: int,
     mesh: Optional[Mesh],
 ) -> ContinuousOutput:
-    model = Llama(config)
-    rows, prompt_length = prompt_ids.shape
+    rows, _ = prompt_ids.shape
     per_group = rows // groups
+    aligned, lengths = left_aligned(prompt_ids, prompt_mask)
+    by_group = lambda array: array.reshape(groups, per_group, *array.shape[1:])  # noqa: E731
+    inputs = (by_group(aligned), by_group(lengths), by_group(row_limits.astype(jnp.int32)),
+              jnp.arange(groups, dtype=jnp.int32) * per_group)
+    one_group = functools.partial(_one_group, key=key, config=config, sampling=sampling, max_new_tokens=max_new_tokens,
+                                  stop_ids=stop_ids, pad_id=pad_id, decode=decode, mesh=mesh)
+
+    def local_groups(params, *inputs):  # the groups one chip group holds, each looping on its own
+        if inputs[0].shape[0] == 1:
+            return jax.tree.map(lambda leaf: leaf[None], one_group(params, *(x[0] for x in inputs)))
+        return jax.vmap(one_group, in_axes=(None, 0, 0, 0, 0))(params, *inputs)
+
+    if mesh is None:
+        out = local_groups(params, *inputs)
+    else:
+        # Every chip group runs its own decode loop over its own rows (manual over the group axes); inside a
+        # group the weights and pages stay split over its tensor axis, as the compiler chooses (automatic).
+        over_groups = P(group_axes())
+        out = jax.shard_map(local_groups, mesh=mesh, in_specs=(P(), over_groups, over_groups, over_groups, over_groups),
+                            out_specs=over_groups, axis_names=frozenset(group_axes()), check_vma=False)(params, *inputs)
+    flat = lambda array: array.reshape(rows, *array.shape[2:])  # noqa: E731
+    return ContinuousOutput(flat(out["tokens"]), flat(out["logprobs"]), flat(out["lengths"]), flat(out["stopped"]),
+                            out["peak_pages"].max(), out["steps"].max())
+
+
+def _one_group(params, aligned, lengths, limits, first_row, *, key, config: LlamaConfig, sampling: SamplingConfig,
+               max_new_tokens: int, stop_ids: tuple[int, ...], pad_id: int, decode: DecodeSlots, mesh: Optional[Mesh]) -> dict:
+    """One group's rows (``aligned [per_group, prompt_length]`` left-aligned, their ``lengths`` and ``limits``;
+    its first row's index in the call is ``first_row``) through its decode slots, until every row stopped."""
+    model = Llama(config)
+    per_group, prompt_length = aligned.shape
     slots, refill = decode.resolve(per_group)
     page_size = decode.page_size
     pages_per_row = -(-(prompt_length + max_new_tokens) // page_size)
     scratch = slots * pages_per_row
     stop_array = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
 
-    def by_group(array):  # [rows, ...] -> [groups, per_group, ...], the group dim over the rollout groups
-        return constrain(array.reshape(groups, per_group, *array.shape[1:]))
-
-    def constrain(array, axes=None):
-        if mesh is None:
-            return array
-        axes = axes or ("rollout_group",) + (None,) * (array.ndim - 1)
-        spec = sharding.mesh_spec(axes, array.shape, mesh, "sample")
-        return jax.lax.with_sharding_constraint(array, NamedSharding(mesh, spec))
-
-    def constrain_state(state):
+    def constrain_pages(pages):
         # Pages split like the keys and values written into them (k and v of a head are adjacent), so no
-        # chip ever needs another chip's pages.
-        pages = tuple(constrain(layer, PAGE_AXES) for layer in state["pages"])
-        return {**jax.tree.map(constrain, {k: v for k, v in state.items() if k != "pages"}), "pages": pages}
-
-    aligned, lengths = left_aligned(prompt_ids, prompt_mask)
-    aligned, lengths, limits = by_group(aligned), by_group(lengths), by_group(row_limits.astype(jnp.int32))
-    first_rows = jnp.arange(groups, dtype=jnp.int32) * per_group
+        # chip of the group ever needs another chip's pages.
+        if mesh is None:
+            return pages
+        return tuple(jax.lax.with_sharding_constraint(layer, sharding.mesh_spec(PAGE_AXES, layer.shape, mesh, "sample"))
+                     for layer in pages)
 
     def forward(params, ids, positions, segments, pages, where):
         return model.apply({"params": params}, ids, positions, segments, pages, where, method=Llama.with_pages)
 
-    def admit(state, aligned, lengths, limits, first_row, *, count: int):
+    def admit(state, *, count: int):
         """Prefill the group's next ``count`` waiting rows into free slots (fewer if fewer are free or waiting)."""
         free_slots = state["slot_row"] < 0
         chosen = jnp.argsort(~free_slots, stable=True)[:count]  # free slots first, in slot order
@@ -166,7 +190,7 @@ def _generate_continuous(
         keep = lambda old, new: old.at[chosen].set(jnp.where(valid.reshape(-1, *[1] * (new.ndim - 1)), new, old[chosen]))
         return {
             **state,
-            "pages": pages,
+            "pages": constrain_pages(pages),
             "pool": pool,
             "slot_row": keep(state["slot_row"], row),
             "slot_length": keep(state["slot_length"], length),
@@ -175,7 +199,7 @@ def _generate_continuous(
             "next_row": state["next_row"] + valid.sum(),
         }
 
-    def decode_step(state, aligned, lengths, limits, first_row):
+    def decode_step(state):
         """One token for every busy slot; finished rows give their pages back."""
         active = state["slot_row"] >= 0
         row = jnp.maximum(state["slot_row"], 0)
@@ -206,7 +230,7 @@ def _generate_continuous(
         return {
             **state,
             **out,
-            "pages": pages,
+            "pages": constrain_pages(pages),
             "pool": pool,
             "slot_row": jnp.where(finished, -1, state["slot_row"]),
             "slot_length": jnp.where(going_on, position + 1, position),
@@ -214,62 +238,48 @@ def _generate_continuous(
             "next_logits": logits[:, 0],
         }
 
-    def empty_state():
-        pool = page_pool.empty_pool(slots, pages_per_row)
-        page_shape = kv_pages_shape(config, scratch + 1, page_size)
-        return {
-            "pages": tuple(jnp.zeros(page_shape, _dtype(config.compute_dtype)) for _ in range(config.num_layers)),
-            "pool": pool,
-            "slot_row": jnp.full((slots,), -1, jnp.int32),
-            "slot_length": jnp.zeros((slots,), jnp.int32),
-            "slot_new": jnp.zeros((slots,), jnp.int32),
-            "next_logits": jnp.zeros((slots, config.vocab_size), jnp.float32),
-            "next_row": jnp.int32(0),
-            "tokens": jnp.full((per_group, max_new_tokens), pad_id, jnp.int32),
-            "logprobs": jnp.zeros((per_group, max_new_tokens), jnp.float32),
-            "lengths": jnp.zeros((per_group,), jnp.int32),
-            "stopped": jnp.zeros((per_group,), bool),
-        }
+    page_shape = kv_pages_shape(config, scratch + 1, page_size)
+    state = {
+        "pages": constrain_pages(tuple(jnp.zeros(page_shape, _dtype(config.compute_dtype))
+                                       for _ in range(config.num_layers))),
+        "pool": page_pool.empty_pool(slots, pages_per_row),
+        "slot_row": jnp.full((slots,), -1, jnp.int32),
+        "slot_length": jnp.zeros((slots,), jnp.int32),
+        "slot_new": jnp.zeros((slots,), jnp.int32),
+        "next_logits": jnp.zeros((slots, config.vocab_size), jnp.float32),
+        "next_row": jnp.int32(0),
+        "tokens": jnp.full((per_group, max_new_tokens), pad_id, jnp.int32),
+        "logprobs": jnp.zeros((per_group, max_new_tokens), jnp.float32),
+        "lengths": jnp.zeros((per_group,), jnp.int32),
+        "stopped": jnp.zeros((per_group,), bool),
+    }
+    state = admit(state, count=slots)
 
-    spmd = ("data", "fsdp") if mesh is not None else None
-
-    def over_groups(function):
-        if groups == 1 and mesh is None:  # one group: no batch dims in its gathers and scatters
-            def single(state, *group_inputs):
-                squeeze = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
-                out = function(squeeze(state), *squeeze(group_inputs))
-                return jax.tree.map(lambda leaf: leaf[None], out)
-            return single
-        return jax.vmap(function, in_axes=(0, 0, 0, 0, 0), spmd_axis_name=spmd)
-
-    inputs = (aligned, lengths, limits, first_rows)
-    state = jax.vmap(lambda _: empty_state(), spmd_axis_name=spmd)(first_rows)
-    state = constrain_state(state)
-    state = over_groups(functools.partial(admit, count=slots))(state, *inputs)
+    def anywhere(flag):
+        # On a mesh every group takes the same branches and trips, so all chips meet the same collectives in
+        # the same order (a group that has nothing to do runs the step on idle slots, which changes nothing).
+        if mesh is None:
+            return flag
+        return jax.lax.psum(flag.astype(jnp.int32), group_axes()) > 0
 
     def waiting(state):
         # Prefill in batches: once `refill` slots are free (or as many as rows still wait).
-        free = (state["slot_row"] < 0).sum(axis=-1)
         pending = per_group - state["next_row"]
-        return (pending > 0) & (free >= jnp.minimum(refill, pending))
+        return anywhere((pending > 0) & ((state["slot_row"] < 0).sum() >= jnp.minimum(refill, pending)))
 
     def busy(carry):
         state, _ = carry
-        return jnp.any((state["slot_row"] >= 0).any(axis=-1) | (state["next_row"] < per_group))
+        return anywhere((state["slot_row"] >= 0).any() | (state["next_row"] < per_group))
 
     def step(carry):
         state, steps = carry
         if slots < per_group:  # with a slot for every row, all were admitted before the loop
-            state = jax.lax.cond(jnp.any(waiting(state)),
-                                 lambda s: over_groups(functools.partial(admit, count=refill))(s, *inputs),
-                                 lambda s: s, state)
-        state = over_groups(decode_step)(state, *inputs)
-        return constrain_state(state), steps + 1
+            state = jax.lax.cond(waiting(state), functools.partial(admit, count=refill), lambda s: s, state)
+        return decode_step(state), steps + 1
 
     state, steps = jax.lax.while_loop(busy, step, (state, jnp.int32(0)))
-    flat = lambda array: array.reshape(rows, *array.shape[2:])
-    return ContinuousOutput(flat(state["tokens"]), flat(state["logprobs"]), flat(state["lengths"]),
-                            flat(state["stopped"]), state["pool"].peak.max(), steps)
+    return {"tokens": state["tokens"], "logprobs": state["logprobs"], "lengths": state["lengths"],
+            "stopped": state["stopped"], "peak_pages": state["pool"].peak, "steps": steps}
 
 
 @functools.lru_cache(maxsize=64)
@@ -282,12 +292,8 @@ def compiled_continuous_sampler(config: LlamaConfig, sampling: SamplingConfig, m
         _generate_continuous, config=config, sampling=sampling, max_new_tokens=max_new_tokens, stop_ids=stop_ids,
         pad_id=pad_id, decode=decode, groups=groups, mesh=mesh,
     )
-    from tulu_jax.generation.sampler import decode_compiler_options
-
     if mesh is None:
         return jax.jit(function, compiler_options=decode_compiler_options())
-    from tulu_jax.generation.sampling_layout import sampling_param_shardings
-
     rows_2d, rows_1d = rollout_rows(mesh, 2), rollout_rows(mesh, 1)
     in_shardings = (sampling_param_shardings(config, mesh), rows_2d, rows_2d, sharding.replicated(mesh), rows_1d)
     return jax.jit(function, in_shardings=in_shardings, compiler_options=decode_compiler_options())
@@ -298,8 +304,13 @@ def rollout_rows(mesh: Mesh, rank: int) -> NamedSharding:
     return NamedSharding(mesh, sharding.mesh_spec(("rollout_group",) + (None,) * (rank - 1), role="sample"))
 
 
+def group_axes() -> tuple[str, ...]:
+    """The sampling mesh's axes that number its groups (the ``rollout_group`` rule of the ``sample`` role)."""
+    return tuple(dict(sharding.axis_rules("sample"))["rollout_group"])
+
+
 def group_count(mesh: Optional[Mesh]) -> int:
-    return 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+    return 1 if mesh is None else math.prod(mesh.shape[axis] for axis in group_axes())
 
 
 def check_rows(rows: int, groups: int) -> None:

@@ -28,6 +28,7 @@ from tulu_jax import sharding
 from tulu_jax.errors import ConfigError
 from tulu_jax.generation import continuous, sampling_layout
 from tulu_jax.generation.continuous import DecodeSlots
+from tulu_jax.generation.decode_options import decode_compiler_options
 from tulu_jax.generation.sampling import SamplingConfig, choose_tokens
 from tulu_jax.models import Llama, LlamaConfig, init_cache, param_logical_axes
 from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
@@ -147,15 +148,6 @@ def _generate(
 def param_shardings(config: LlamaConfig, mesh: Mesh):
     """The parameter shardings the sampler expects (the same rules the trainer uses)."""
     return sharding.tree_shardings(mesh, param_logical_axes(config), param_shapes(config))
-
-
-def decode_compiler_options() -> Optional[dict]:
-    """XLA options for the generation program. On CPU, decoding multiplies a few rows by each weight matrix;
-    XLA's own dot emitter runs those skinny matmuls faster than the library fusion it picks for training
-    (measured: 220 vs 175 new tokens/s on the benchmark config), so that fusion is turned off here only."""
-    if jax.default_backend() != "cpu":
-        return None
-    return {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 @functools.lru_cache(maxsize=64)
