@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
+from tulu_jax.planning.async_plan import async_steps_of, plan_async
 from tulu_jax.planning.chips import CHIPS, ChipSpec, Topology, parse_topology
 from tulu_jax.planning.compile import CompiledProgram, compile_program, compile_stage
 from tulu_jax.planning.estimate import training_flops
@@ -26,7 +28,10 @@ def plan_stage(
     slice_ = topology if isinstance(topology, Topology) else parse_topology(topology)
     mesh_shape, programs = compile_stage(target, slice_)
     host = host_memory(target.stage, target.stage_config, target.model, slice_)
-    return Plan(target, slice_, mesh_shape, tuple(programs), host)
+    plan = Plan(target, slice_, mesh_shape, tuple(programs), host)
+    if async_steps_of(target) >= 1:  # the sub-mesh plan beside the synchronous one it is compared with
+        plan = dataclasses.replace(plan, asynchronous=plan_async(target, plan))
+    return plan
 
 
 plan_step = plan_stage  # the name the SFT-only planner had

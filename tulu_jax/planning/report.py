@@ -5,7 +5,7 @@ estimated MFU and tokens/s/chip at each, the sampler's decode step, and host RAM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from tulu_jax.planning.chips import GIB, Topology
 from tulu_jax.planning.compile import CompiledProgram
@@ -21,6 +21,7 @@ class Plan:
     mesh_shape: tuple[int, int, int]
     programs: tuple[CompiledProgram, ...]
     host: HostMemory
+    asynchronous: Optional[Any] = None  # an async_plan.AsyncPlan when rollout.async_steps >= 1
 
     @property
     def hbm_bytes(self) -> int:
@@ -207,6 +208,10 @@ def render(plan: Plan) -> str:
         f"(largest tensor × 1.3, process 0); data {data_text}",
         f"  peak {host.peak_bytes / GIB:.1f} GiB: " + ("fits" if host.fits else "DOES NOT FIT in the VM's RAM"),
     ]
+    if plan.asynchronous is not None:
+        from tulu_jax.planning.async_plan import render_async
+
+        lines.append(render_async(plan.asynchronous))
     return "\n".join(lines)
 
 

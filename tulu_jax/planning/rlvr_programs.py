@@ -27,6 +27,20 @@ SEQUENCE_KEYS = ("input_ids", "positions", "segment_ids")
 
 
 def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
+    """The sampler's programs then the learner's, all on ``mesh`` (the synchronous stage)."""
+    learner, programs = learner_programs(target, mesh)
+    state = learner.abstract_state()
+    reference = abstract(learner.param_shapes["policy"], learner.shardings.params["policy"])
+    # 1. The sampler (one block: the sampler program and what stays resident beside it).
+    others = {"value": state.params.get("value"), "opt_state": state.opt_state, "reference": reference}
+    if target.stage_config.rollout.sampler == "static":  # today's reference, to compare plans
+        return [static_sampler_program(target, mesh, learner.param_shapes["policy"], others)] + programs
+    return sampling_layout_programs(target, mesh, learner.param_shapes["policy"], others) + programs
+
+
+def learner_programs(target: PlanTarget, mesh):
+    """``(the stage's learner, [learner prepare, learner update])`` on ``mesh``: the learner's half of the
+    stage, alone on its chips in an asynchronous plan."""
     from tulu_jax.stages.rlvr.rollout import RolloutBatch
     from tulu_jax.stages.rlvr.stage import build_rlvr_learner
 
@@ -48,13 +62,6 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
 
     by_rows, by_rows_columns = sharding.batch_sharding(mesh, 1), sharding.batch_sharding(mesh, 2)
 
-    # 1. The sampler (one block: the sampler program and what stays resident beside it).
-    others = {"value": state.params.get("value"), "opt_state": state.opt_state, "reference": reference}
-    if config.rollout.sampler == "static":  # today's reference, to compare plans
-        programs = [static_sampler_program(target, mesh, shapes["policy"], others)]
-    else:
-        programs = sampling_layout_programs(target, mesh, shapes["policy"], others)
-
     # 2. The learner's prepare pass: old, reference (and value) outputs, advantages.
     fields = {key: array((rows, columns), jnp.int32, by_rows_columns) for key in SEQUENCE_KEYS}
     fields["response_mask"] = array((rows, new), jnp.float32, by_rows_columns)
@@ -64,25 +71,22 @@ def rlvr_programs(target: PlanTarget, mesh) -> list[Program]:
                        ("old_logprobs", "reference_logprobs", "advantages")
                        + (("old_values", "returns") if config.uses_value_model else ())}
     rollout_arrays, learner_batch = RolloutBatch(**fields), RolloutBatch(**fields, **prepared_fields)
-    prepare = learner.prepare
     forwards = 3 if config.uses_value_model else 2
     prepare_flops = forwards * forward_flops(model, rows, columns)
-    programs.append(Program(
-        "learner prepare", prepare, (state.params, reference, rollout_arrays), rows * columns,
+    programs = [Program(
+        "learner prepare", learner.prepare, (state.params, reference, rollout_arrays), rows * columns,
         prepare_flops, prepare_flops, resident={"opt_state": state.opt_state},
-    ))
+    )]
 
     # 3. The learner's update: ppo.epochs passes of ppo.minibatches optimizer updates.
-    update = learner.update
     models = 2 if config.uses_value_model else 1
     update_flops = config.ppo.epochs * models * training_flops(model, rows, columns)["total"]
     executed = config.ppo.epochs * models * executed_training_flops(model, rows, columns)
     programs.append(Program(
-        "learner update", update, (state, learner_batch), config.ppo.epochs * rows * columns, update_flops,
+        "learner update", learner.update, (state, learner_batch), config.ppo.epochs * rows * columns, update_flops,
         executed, resident={"reference": reference},
     ))
-    return programs
-
+    return learner, programs
 
 
 def static_sampler_program(target: PlanTarget, mesh, policy_shapes, resident) -> Program:

@@ -45,13 +45,18 @@ def free_beside(mesh, resident_per_chip: int) -> float:
     return chip_of(mesh).hbm_bytes - resident_per_chip
 
 
-def sampling_layout_programs(target: PlanTarget, mesh, policy_shapes, resident) -> list[Program]:
-    """The reshard and the continuous sampler for ``target``'s RLVR config on the training ``mesh``."""
+def sampling_layout_programs(target: PlanTarget, mesh, policy_shapes, resident,
+                             beside_learner: bool = True) -> list[Program]:
+    """The reshard and the continuous sampler for ``target``'s RLVR config on the training ``mesh``.
+
+    ``beside_learner=False``: ``mesh`` is a sampler sub-mesh of its own (asynchronous RLVR): nothing of the
+    learner stays on its chips, and the weights arrive by a transfer from the learner (planned in
+    ``async_plan``), so only the sampler program is returned."""
     config, model = target.stage_config, target.model
     rollout = config.rollout
     rows, prompt, new = rollout.responses_per_step, config.data.max_prompt_len, rollout.max_new_tokens
     policy = abstract(policy_shapes, param_shardings(model, mesh))
-    resident = {**dict(resident), "policy": policy}
+    resident = {**dict(resident), "policy": policy} if beside_learner else dict(resident)
     free = free_beside(mesh, per_chip_bytes(resident))
     group = rollout.sampling_group or sampling_layout.group_size(model, mesh.size, mesh.shape["tensor"], free)
     sample_mesh = sharding.sampling_mesh(mesh, group)
@@ -87,7 +92,7 @@ def sampling_layout_programs(target: PlanTarget, mesh, policy_shapes, resident) 
                 "weight_bytes": sampling_layout.sampling_weight_bytes(model)},
         mesh=sample_mesh, unknown_trip_counts=(steps, mean_page_blocks(prompt, new, decode.page_size)), role="sample",
     )
-    return [reshard, sampler]
+    return [reshard, sampler] if beside_learner else [sampler]
 
 
 def mean_page_blocks(prompt: int, new: int, page_size: int) -> float:
