@@ -191,3 +191,19 @@ def describe(mesh: Mesh, shardings: Any) -> str:
     for path, sharding in jax.tree_util.tree_flatten_with_path(shardings)[0]:
         lines.append(f"  {jax.tree_util.keystr(path)}: {sharding.spec}")
     return "\n".join(lines)
+
+
+def from_every_host(host: np.ndarray, placed: NamedSharding) -> jax.Array:
+    """A global array from host data every process holds whole: each device takes its own slice (unlike
+    ``jax.device_put`` of host data on several processes, nothing is compared or gathered)."""
+    return jax.make_array_from_callback(host.shape, placed, lambda index: host[index])
+
+
+def to_every_host(*arrays: jax.Array) -> list[np.ndarray]:
+    """Small arrays whole on every process: copied to every device of their mesh in one program when they
+    span several processes (fetching such an array directly is an error)."""
+    if all(array.is_fully_addressable for array in arrays):
+        return [np.asarray(jax.device_get(array)) for array in arrays]
+    mesh = arrays[0].sharding.mesh
+    copies = jax.jit(lambda *values: values, out_shardings=replicated(mesh))(*arrays)
+    return [np.asarray(copy.addressable_data(0)) for copy in copies]

@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from tulu_jax import sharding
@@ -201,8 +202,7 @@ def generate(
     """
     if max_new_tokens <= 0:
         raise ConfigError(f"max_new_tokens must be positive, got {max_new_tokens}")
-    prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
-    prompt_mask = jnp.asarray(prompt_mask, jnp.int32)
+    prompt_ids, prompt_mask = _int32(prompt_ids), _int32(prompt_mask)
     if prompt_ids.ndim != 2 or prompt_ids.shape != prompt_mask.shape:
         raise ConfigError(f"prompt_ids {prompt_ids.shape} and prompt_mask {prompt_mask.shape} must be equal [batch, length]")
     total = prompt_ids.shape[1] + max_new_tokens
@@ -227,18 +227,27 @@ def generate(
     function = continuous.compiled_continuous_sampler(
         sampling_layout.sampling_model(config), sampling, int(max_new_tokens), stop_ids, int(pad_id), decode, groups,
         sample_mesh)
-    limits = jnp.full((prompt_ids.shape[0],), max_new_tokens, jnp.int32)
-    arguments = (sampler_params, prompt_ids, prompt_mask, key, limits)
+    limits = np.full((prompt_ids.shape[0],), max_new_tokens, np.int32)
     if sample_mesh is None:
-        output = function(*arguments)
+        output = function(sampler_params, prompt_ids, prompt_mask, key, limits)
     else:
         rows_2d, rows_1d = continuous.rollout_rows(sample_mesh, 2), continuous.rollout_rows(sample_mesh, 1)
-        arguments = (sampler_params, jax.device_put(prompt_ids, rows_2d), jax.device_put(prompt_mask, rows_2d),
-                     jax.device_put(key, sharding.replicated(sample_mesh)),
-                     jax.device_put(limits, rows_1d))
+        # Prompts and key already on the mesh (as ``tulu-jax eval`` places them) move between layouts on
+        # device; host data becomes global arrays without comparing processes.
+        on_mesh = lambda array, placed: (jax.device_put(array, placed) if isinstance(array, jax.Array)  # noqa: E731
+                                         else sharding.from_every_host(np.asarray(array), placed))
+        arguments = (sampler_params, on_mesh(prompt_ids, rows_2d), on_mesh(prompt_mask, rows_2d),
+                     on_mesh(key, sharding.replicated(sample_mesh)),
+                     sharding.from_every_host(limits, rows_1d))
         with sharding.activate(sample_mesh, "sample"):
             output = function(*arguments)
     return GenerationOutput(output.tokens, output.logprobs, output.lengths, output.stopped)
+
+
+def _int32(array):
+    """Host data stays on the host until it is placed (a device array of one process would be compared
+    across processes when placed on a multi-process mesh)."""
+    return array.astype(jnp.int32) if isinstance(array, jax.Array) else np.asarray(array, np.int32)
 
 
 def _generate_static(params, config, prompt_ids, prompt_mask, key, sampling, max_new_tokens, stop_ids, pad_id, mesh):

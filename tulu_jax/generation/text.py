@@ -61,32 +61,15 @@ def complete(
         ids, mask = left_pad([prompts[i] for i in chosen], tokenizer.pad_id, batch_size=batch_size)
         batch_key = jax.random.fold_in(key, batch_index)
         if mesh is not None:
-            ids, mask = rows_on_mesh(ids, mesh), rows_on_mesh(mask, mesh)
-            batch_key = rows_on_mesh(np.asarray(batch_key), mesh, replicated=True)
+            rows = sharding.batch_sharding(mesh, 2)
+            ids, mask = sharding.from_every_host(ids, rows), sharding.from_every_host(mask, rows)
+            batch_key = sharding.from_every_host(np.asarray(batch_key), sharding.replicated(mesh))
         out = generate(
             params, config, ids, mask, batch_key,
             sampling=sampling, max_new_tokens=max_new_tokens, stop_ids=stop_ids, pad_id=tokenizer.pad_id, mesh=mesh,
         )
-        tokens, lengths, stopped = on_every_host(out.tokens, out.lengths, out.stopped)
+        tokens, lengths, stopped = sharding.to_every_host(out.tokens, out.lengths, out.stopped)
         for row, index in enumerate(chosen):
             text = decode_response(tokenizer, tokens[row].tolist(), int(lengths[row]), bool(stopped[row]))
             results[index] = Completion(text, bool(stopped[row]), int(lengths[row]))
     return results  # type: ignore[return-value]
-
-
-def rows_on_mesh(host: np.ndarray, mesh: Mesh, replicated: bool = False) -> jax.Array:
-    """A batch every process holds whole, as a global array split by rows over ``mesh`` (or ``replicated``):
-    each device takes its own slice; unlike ``jax.device_put`` of host data on several processes, nothing is
-    compared or gathered."""
-    placed = sharding.replicated(mesh) if replicated else sharding.batch_sharding(mesh, host.ndim)
-    return jax.make_array_from_callback(host.shape, placed, lambda index: host[index])
-
-
-def on_every_host(*arrays: jax.Array) -> list[np.ndarray]:
-    """Small arrays whole on every process: copied to every device of their mesh in one program when they
-    span several processes (fetching such an array directly is an error)."""
-    if all(array.is_fully_addressable for array in arrays):
-        return [np.asarray(jax.device_get(array)) for array in arrays]
-    mesh = arrays[0].sharding.mesh
-    copies = jax.jit(lambda *values: values, out_shardings=sharding.replicated(mesh))(*arrays)
-    return [np.asarray(copy.addressable_data(0)) for copy in copies]

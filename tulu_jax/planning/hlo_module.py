@@ -258,9 +258,11 @@ def _constant_value(computation: Computation, name: str, depth: int = 0) -> Opti
 
 
 def _compare_bound(condition: Computation) -> Optional[tuple[int, int]]:
-    """(tuple index, limit) of a ``counter < constant`` compare in a loop condition, if there is one."""
+    """(tuple index, limit) when a loop condition is ``counter < constant`` (its root: a ``<`` elsewhere in a
+    condition, such as the continuous sampler's ``rows admitted < rows``, bounds nothing)."""
     for instruction in condition.instructions:
-        if instruction.opcode != "compare" or "direction=LT" not in instruction.text or len(instruction.operands) != 2:
+        if not instruction.is_root or instruction.opcode != "compare" or "direction=LT" not in instruction.text \
+                or len(instruction.operands) != 2:
             continue
         counter = condition.by_name.get(instruction.operands[0])
         limit = _constant_value(condition, instruction.operands[1])

@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
 from data_pipeline.loader import BatchLoader
 from data_pipeline.work_share import WorkShare
+from tulu_jax import sharding
 from tulu_jax.sharding import replicated
 from tulu_jax.stages.batch_rows import BatchRows, prepare_batch_rows
 from tulu_jax.stages.preference_batches import EXAMPLE_INDEX, host_batch, num_pairs, with_example_index
@@ -34,12 +35,8 @@ PAIRS = "pairs"
 NOT_PER_PAIR = ("loss", "grad_norm", "learning_rate", PAIRS)
 
 
-def batch_sharding_for(mesh: Mesh, rank: int) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (rank - 1))))
-
-
 def batch_shardings(mesh: Mesh, ranks: Mapping[str, int]) -> dict[str, NamedSharding]:
-    return {key: batch_sharding_for(mesh, rank) for key, rank in ranks.items()}
+    return {key: sharding.batch_sharding(mesh, rank) for key, rank in ranks.items()}
 
 
 def to_device_fn(mesh: Mesh, keys: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], dict]:
@@ -47,7 +44,7 @@ def to_device_fn(mesh: Mesh, keys: Sequence[str]) -> Callable[[Mapping[str, np.n
 
     def to_device(batch: Mapping[str, np.ndarray]) -> dict:
         return {
-            key: jax.make_array_from_process_local_data(batch_sharding_for(mesh, np.ndim(batch[key])), np.asarray(batch[key]))
+            key: jax.make_array_from_process_local_data(sharding.batch_sharding(mesh, np.ndim(batch[key])), np.asarray(batch[key]))
             for key in keys
         }
 

@@ -87,12 +87,6 @@ def sequence_scores(verifier_scores: np.ndarray, stopped: np.ndarray, alpha: flo
     return values.astype(np.float32)
 
 
-def global_array(host: np.ndarray, array_sharding) -> jax.Array:
-    """A global array from a host array every process holds whole (each device takes its own slice; unlike
-    ``jax.device_put`` of host data on several processes, nothing is compared or gathered)."""
-    return jax.make_array_from_callback(host.shape, array_sharding, lambda index: host[index])
-
-
 def local_rows(array: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """``(row indices, values)`` of the rows this process's devices hold (each row once, in row order)."""
     pieces = {}
@@ -116,13 +110,6 @@ def from_local_rows(rows: np.ndarray, values: np.ndarray, length: int, array_sha
         return values[[position[int(row)] for row in wanted]]
 
     return jax.make_array_from_callback((length,), array_sharding, piece)
-
-
-def replicated_to_host(*arrays: jax.Array) -> list[np.ndarray]:
-    """Small row vectors on every process: the only rollout data that crosses hosts."""
-    mesh = arrays[0].sharding.mesh
-    copies = jax.jit(lambda *values: values, out_shardings=sharding.replicated(mesh))(*arrays)
-    return [np.asarray(copy.addressable_data(0)) for copy in copies]
 
 
 @jax.jit
@@ -171,8 +158,8 @@ class Sampler:
         batch = repeat_prompts(prompt_batch, samples_per_prompt)
         rows_2d, rows_1d = sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1)
         output = self._decode(policy_params, batch, key, sampling, max_new_tokens)
-        prompt_ids = global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d)
-        prompt_mask = global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d)
+        prompt_ids = sharding.from_every_host(np.asarray(batch["prompt_ids"], np.int32), rows_2d)
+        prompt_mask = sharding.from_every_host(np.asarray(batch["prompt_mask"], np.int32), rows_2d)
         # Back to the training mesh's rows (the same devices hold the same rows when a group is a tensor group).
         # One transfer per array: see sampling_layout.to_sampling_layout on the order of collectives.
         tokens, logprobs = jax.device_put(output.tokens, rows_2d), jax.device_put(output.logprobs, rows_2d)
@@ -197,7 +184,7 @@ class Sampler:
         global_verifier = from_local_rows(rows, verifier, count, rows_1d)
         global_scores = from_local_rows(rows, scores, count, rows_1d)
 
-        all_verifier, all_scores, all_lengths, all_stopped = replicated_to_host(
+        all_verifier, all_scores, all_lengths, all_stopped = sharding.to_every_host(
             global_verifier, global_scores, lengths, stopped)
         labels = [dataset_label(name) for name in batch["dataset"]]
         metrics = rollout_metrics(all_scores, all_verifier, all_lengths, all_stopped, labels)
@@ -222,17 +209,17 @@ class Sampler:
             int(self.tokenizer.pad_id), decode, groups, mesh)
         key = jax.device_put(key, sharding.replicated(mesh))  # the same devices, named by the sampling mesh
         with sharding.activate(mesh, "sample"):
-            return sampler(sampler_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
-                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key,
-                           global_array(np.full((rows,), max_new_tokens, np.int32), rows_1d))
+            return sampler(sampler_params, sharding.from_every_host(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
+                           sharding.from_every_host(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key,
+                           sharding.from_every_host(np.full((rows,), max_new_tokens, np.int32), rows_1d))
 
     def _decode_static(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
         rows_2d = sharding.batch_sharding(self.mesh, 2)
         sampler = compiled_sampler(self.model_config, sampling, int(max_new_tokens), self.stop_ids,
                                    int(self.tokenizer.pad_id), False, self.mesh)
         with sharding.activate(self.mesh):
-            return sampler(policy_params, global_array(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
-                           global_array(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key)
+            return sampler(policy_params, sharding.from_every_host(np.asarray(batch["prompt_ids"], np.int32), rows_2d),
+                           sharding.from_every_host(np.asarray(batch["prompt_mask"], np.int32), rows_2d), key)
 
 
 def rollout_metrics(scores: np.ndarray, verifier_scores: np.ndarray, lengths: np.ndarray, stopped: np.ndarray,

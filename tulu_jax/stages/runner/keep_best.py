@@ -53,7 +53,7 @@ class KeepBest(Hook):
     def after_step(self, step: int, state: Any) -> dict:
         score = self.evaluation.last[1][self.metric]
         better = self.score is None or score > self.score
-        if distributed.agreed("keep best", "1" if better else "0") != "1":
+        if distributed.agreed("keep best", "1" if better else "0", step=step) != "1":
             return {}
         kept = state.params[self.part] if self.part else state.params
         self.checkpointer.save(step, {self.tree_key: kept}, {}, {**self.run_config, self.score_key: score},
