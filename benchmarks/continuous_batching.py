@@ -56,8 +56,9 @@ def _timed(function, *arguments):
     return time.perf_counter() - started, output
 
 
-def run(quick: bool = False, reps: int = 3, slots: int = 0) -> dict:
-    rows, prompt, new = (32, 16, 64) if quick else (64, 32, 256)
+def run(quick: bool = False, reps: int = 3, slots: int = 0, rows: int = 0) -> dict:
+    default_rows, prompt, new = (32, 16, 64) if quick else (64, 32, 256)
+    rows = rows or default_rows
     config = preset("small", scan_layers=False, max_position_embeddings=1024)
     params = init_params(config, jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
@@ -113,8 +114,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--slots", type=int, default=0, help="decode slots (default: an eighth of the rows)")
+    parser.add_argument("--rows", type=int, default=0, help="rollout rows (default 64; --quick: 32)")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.reps, args.slots), indent=2))
+    print(json.dumps(run(args.quick, args.reps, args.slots, args.rows), indent=2))
 
 
 if __name__ == "__main__":
