@@ -16,10 +16,16 @@ BETA, PEAK_LR, WARMUP, MAX_GRAD_NORM = 5.0, 5e-5, 1, 1.0
 TOLERANCE = 1e-4
 
 
-def preference_records(count: int) -> list[dict]:
+def preference_records(count: int, max_chars: int | None = None) -> list[dict]:
+    """``count`` pairs from GSM8K train row 300 on, in file order; with ``max_chars``, only rows whose question and
+    worked answer together are that short (the make-test variant: a third of the tokens on 2 CPU cores)."""
     records = []
-    for row in gsm8k_rows("train", count, 300):
+    for row in gsm8k_rows("train", 1000, 300):
         right = worked_answer(row["answer"])
+        if max_chars is not None and len(row["question"]) + len(right) > max_chars:
+            continue
+        if len(records) == count:
+            break
         wrong = right[: right.rindex("The answer is")] + f"The answer is {int(float(final_number(row['answer']))) + 3}."
         records.append({"prompt": [{"role": "user", "content": row["question"]}],
                         "chosen": [{"role": "assistant", "content": right}],
@@ -84,11 +90,12 @@ def pair_batch(pair: dict) -> dict:
     return batch
 
 
-def compare_dpo(smollm2_dir, smollm2_ours, tmp_path, steps: int):
+def compare_dpo(smollm2_dir, smollm2_ours, tmp_path, steps: int, max_chars: int | None = None):
     import jax
 
     config, params = smollm2_ours
-    trl_losses, trl_chosen, trl_rejected, tokenized = trl_dpo(smollm2_dir, preference_records(steps), steps, tmp_path)
+    records = preference_records(steps, max_chars)
+    trl_losses, trl_chosen, trl_rejected, tokenized = trl_dpo(smollm2_dir, records, steps, tmp_path)
     batches = [pair_batch(pair) for pair in tokenized]
     reference = jax.jit(lambda p, b: pair_sequence_logps(config, p, b, 256))
     for batch in batches:  # the reference is the starting policy: its log-probs cached, as the stage does
@@ -116,7 +123,8 @@ def compare_dpo(smollm2_dir, smollm2_ours, tmp_path, steps: int):
 
 
 def test_dpo_norm_steps_equal_trl_sigmoid_norm(smollm2_dir, smollm2_ours, tmp_path):
-    compare_dpo(smollm2_dir, smollm2_ours, tmp_path, steps=3)
+    # 3 steps is the fewest that show an update: the warmup step has learning rate 0.
+    compare_dpo(smollm2_dir, smollm2_ours, tmp_path, steps=3, max_chars=300)
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 """PPO and GRPO on one fixed rollout batch sampled from the real SmolLM2-135M-Instruct: loss, KL and the
 gradient of every weight equal to a PyTorch rendering of the same formulas on transformers' model."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,9 +26,16 @@ SCORES = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
 
 
 @pytest.fixture(scope="module")
-def rollout(smollm2_ours, smollm2_tokenizer):
-    """Sampled responses (temperature 1, seed 0) to GSM8K prompts, ``GROUP`` per prompt, with old and reference
-    log-probs set apart from the current policy's (ratios off 1, some clipped) and fixed values for GAE."""
+def torch_policy(smollm2_torch):
+    """transformers' model for the reference side, shared by both algorithms (only gradients are taken)."""
+    return with_trainable_pad_row(copy.deepcopy(smollm2_torch))
+
+
+@pytest.fixture(scope="module")
+def rollout(smollm2_ours, smollm2_tokenizer, torch_policy):
+    """Sampled responses (our sampler, temperature 1, seed 0) to GSM8K prompts, ``GROUP`` per prompt, with old and
+    reference log-probs set apart from the current policy's (ratios off 1, some clipped) and fixed values for GAE.
+    The current log-probs come from transformers' model (no grad): one forward instead of a JAX compilation."""
     config, params = smollm2_ours
     prompts = [encode_prompt(smollm2_tokenizer, [{"role": "user", "content": row["question"]}])
                for row in gsm8k_rows("test", PROMPTS, 200) for _ in range(GROUP)]
@@ -40,10 +49,13 @@ def rollout(smollm2_ours, smollm2_tokenizer):
     positions = np.maximum(np.cumsum(segment_ids, axis=1) - 1, 0).astype(np.int32)
     batch = {"input_ids": np.concatenate([prompt_ids, np.asarray(sampled.tokens)], axis=1).astype(np.int32),
              "positions": positions, "segment_ids": segment_ids.astype(np.int32)}
-    current, _ = response_logprobs(params, config, batch, prompt_ids.shape[1], 1.0, NEW_TOKENS)
+    with torch.no_grad():
+        current = reference.response_logprobs(
+            torch_policy, *(torch.tensor(batch[key], dtype=torch.long) for key in ("input_ids", "positions", "segment_ids")),
+            prompt_ids.shape[1]).numpy()
     noise = np.random.default_rng(0).normal(size=(2, *response_mask.shape)).astype(np.float32)
     return {"batch": batch, "prompt_length": prompt_ids.shape[1], "response_mask": response_mask,
-            "old_logprobs": np.asarray(current) + 0.3 * noise[0], "reference_logprobs": np.asarray(current) + 0.2 * noise[1],
+            "old_logprobs": current + 0.3 * noise[0], "reference_logprobs": current + 0.2 * noise[1],
             "values": np.random.default_rng(1).normal(size=response_mask.shape).astype(np.float32) * 0.5}
 
 
@@ -91,17 +103,14 @@ def theirs(model, rollout, objective):
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
-def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, smollm2_dir, smollm2_ours, rollout):
-    import transformers
-
+def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, smollm2_ours, torch_policy, rollout):
     config, params = smollm2_ours
     if algorithm == "ppo":
         objective = RLObjectiveConfig(advantage_estimator="gae", policy_loss="ppo")
     else:
         objective = RLObjectiveConfig(advantage_estimator="grpo", policy_loss="grpo", group_size=GROUP, kl_beta=0.04)
     our_loss, metrics, our_rewards, our_grads = ours(config, params, rollout, objective)
-    model = with_trainable_pad_row(transformers.LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32))
-    their_loss, their_kl, their_rewards, their_grads = theirs(model, rollout, objective)
+    their_loss, their_kl, their_rewards, their_grads = theirs(torch_policy, rollout, objective)
 
     # Per tensor: ‖ours − torch‖ / ‖torch‖ (sums over every position, e.g. a norm's weight, round differently
     # in float32; the largest single-element gap is reported too).
