@@ -1,13 +1,14 @@
 """``tulu-jax eval`` of SmolLM2-135M-Instruct (the real-model test fixture) with its own chat template, greedy,
 on IFEval and GSM8K test from data_pipeline/assets.
 
-    python -m benchmarks.real_model_eval [--ifeval N] [--gsm8k N] [--max-new-tokens T] [--batch-size B]
+    python -m benchmarks.real_model_eval [--ifeval N] [--gsm8k N] [--max-new-tokens T] [--batch-size B] [--write BENCHMARKS.md]
 
 Runs the command itself (one CPU device), then scores its generations: IFEval prompt- and instruction-level
 accuracy, strict and loose, with the project's copy of Google's checks (``rewards.ifeval_google``); GSM8K
 accuracy from the ``gsm8k`` verifier that ``eval`` applied. Wall time covers the whole command (loading and
 compiling included); tokens/s counts generated tokens (the response re-tokenized, plus the stop token).
-Agreement with the official checking code (lm-eval's IFEval) is reported when ``lm_eval`` is importable.
+Agreement with the official checking code (lm-eval 0.4.13's IFEval, through ``benchmarks.ifeval_official``,
+which brings it and NLTK's punkt_tab English model from PyPI) is reported per instruction, strict and loose.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def ifeval_scores(records: list[dict]) -> dict:
         instructions += len(result.strict)
         strict += sum(result.strict)
         loose += sum(result.loose)
-        verdicts.append(result.strict)
+        verdicts.append((list(result.strict), list(result.loose)))
     count = max(len(records), 1)
     return {"prompts": len(records), "instructions": instructions,
             "prompt_level_strict": prompt_strict / count, "prompt_level_loose": prompt_loose / count,
@@ -58,21 +59,27 @@ def ifeval_scores(records: list[dict]) -> dict:
             "instruction_level_loose": loose / max(instructions, 1), "_verdicts": verdicts}
 
 
-def official_agreement(records: list[dict], verdicts: list[list[bool]]):
-    """Instruction-level agreement of our strict verdicts with lm-eval's IFEval code, or why it is not measured."""
-    try:
-        from lm_eval.tasks.ifeval.utils import test_instruction_following_strict
-    except Exception as error:  # not installed, or its nltk data cannot be fetched offline
-        return f"not measured: lm-eval's IFEval is not importable here ({type(error).__name__}: {error})"
-    same = total = 0
-    for record, ours in zip(records, verdicts):
+def official_agreement(records: list[dict], verdicts: list[tuple[list[bool], list[bool]]]) -> dict:
+    """Instruction-level agreement of our strict and loose verdicts with lm-eval's IFEval code
+    (``benchmarks.ifeval_official``), and the disagreeing instructions."""
+    from benchmarks.ifeval_official import official_verdicts
+
+    same = {"strict": 0, "loose": 0}
+    total, disagreements = 0, []
+    for record, (our_strict, our_loose) in zip(records, verdicts):
         truth = json.loads(record["ground_truth"])
-        inputs = type("Inputs", (), {"instruction_id_list": truth["instruction_id_list"], "kwargs": truth["kwargs"],
-                                     "prompt": record["messages"][0]["content"], "key": record.get("key")})()
-        theirs = test_instruction_following_strict(inputs, record["generations"][0]).follow_instruction_list
-        same += sum(a == b for a, b in zip(ours, theirs))
-        total += len(ours)
-    return same / max(total, 1)
+        their_strict, their_loose = official_verdicts(record["messages"][0]["content"], truth["instruction_id_list"],
+                                                      truth["kwargs"], record["generations"][0])
+        for index, instruction in enumerate(truth["instruction_id_list"]):
+            same["strict"] += our_strict[index] == their_strict[index]
+            same["loose"] += our_loose[index] == their_loose[index]
+            if (our_strict[index], our_loose[index]) != (their_strict[index], their_loose[index]):
+                disagreements.append({"key": record.get("key"), "instruction": instruction,
+                                      "ours_strict_loose": [our_strict[index], our_loose[index]],
+                                      "lm_eval_strict_loose": [their_strict[index], their_loose[index]]})
+        total += len(truth["instruction_id_list"])
+    return {"instructions": total, "strict": same["strict"] / max(total, 1), "loose": same["loose"] / max(total, 1),
+            "disagreements": disagreements}
 
 
 def run(quick: bool = False, ifeval: int = 541, gsm8k: int = 1319, max_new_tokens: int = 512,
@@ -119,9 +126,15 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=1319, help="GSM8K test questions, from the first (default all)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--write", metavar="PATH", help="also put the result in this BENCHMARKS.md's real_model_eval section")
     args = parser.parse_args()
-    print(json.dumps(run(ifeval=args.ifeval, gsm8k=args.gsm8k, max_new_tokens=args.max_new_tokens,
-                         batch_size=args.batch_size), indent=2))
+    result = run(ifeval=args.ifeval, gsm8k=args.gsm8k, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    print(json.dumps(result, indent=2))
+    if args.write:
+        from benchmarks.run import earlier_results, measured, write_results
+
+        result["measured"] = measured("python -m benchmarks.real_model_eval " + " ".join(sys.argv[1:]))
+        write_results({**earlier_results(args.write), "real_model_eval": result}, args.write)
 
 
 if __name__ == "__main__":
