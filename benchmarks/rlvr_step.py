@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks.rlvr_toy_task import TOY_MODEL_OVERRIDES, ToyTokenizer, toy_prompts
 from tulu_jax.config import from_dict
 from tulu_jax.sharding import MeshConfig, make_mesh
-from tulu_jax.stages.common import resolve_model_config
+from tulu_jax.stages.model_source import resolve_model_config
 from tulu_jax.stages.rlvr import RLVR, RLVRConfig
 from tulu_jax.stages.rlvr.stage import make_loader
 

@@ -25,7 +25,7 @@ RECIPE = {  # size: (learning rate, pairs per step, pod chips)
 def test_tulu3_dpo_configs_match_the_recipe(size):
     config = load_config(DPOConfig, CONFIGS / f"tulu3_{size}_dpo.yaml")
     learning_rate, batch, chips = RECIPE[size]
-    assert (config.dpo.loss_type, config.dpo.beta, config.dpo.reference) == ("dpo_norm", 5.0, "cached")
+    assert (config.objective.loss_type, config.objective.beta, config.objective.reference) == ("dpo_norm", 5.0, "cached")
     assert config.optimizer.learning_rate == pytest.approx(learning_rate)
     assert (config.schedule.kind, config.schedule.warmup_ratio) == ("linear", 0.1)
     assert (config.training.epochs, config.training.batch_size, config.data.max_seq_len) == (1, batch, 2048)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 from tulu_jax import sharding
 from tulu_jax.errors import ConfigError, MeshError

@@ -76,7 +76,7 @@ def host_memory(stage: str, stage_config, model: LlamaConfig, topology: Topology
     hosts = topology.num_hosts
     share = model_bytes(model) / hosts
     load, note = LOAD_FACTOR * share, f"{hosts} host{'s' if hosts > 1 else ''}, model / hosts × {LOAD_FACTOR}"
-    if stage == "dpo" and stage_config.dpo.reference_model:
+    if stage == "dpo" and stage_config.objective.reference_model:
         load, note = 2 * load, note + ", the separate reference model twice that"
     if stage == "rlvr":
         note += "; policy, reference and value model loaded one after another"

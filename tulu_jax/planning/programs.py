@@ -30,7 +30,7 @@ def sft_programs(target: PlanTarget, mesh) -> list[Program]:
     return [Program(
         "train step", built.step, built.abstract_inputs(), batch * length, flops,
         executed_training_flops(target.model, batch, length),
-        loops=not _complete_count(target, config.training.micro_batches, config.loss.logits_chunk_size, length),
+        loops=not _complete_count(target, config.training.micro_batches, config.objective.logits_chunk_size, length),
     )]
 
 
@@ -49,7 +49,7 @@ def dpo_programs(target: PlanTarget, mesh) -> list[Program]:
     reference pass is a second program, run once over the data before training."""
     config = target.stage_config
     built = builder("dpo")(config, mesh, target.model)
-    pairs, length, chunk = config.training.batch_size, config.data.max_seq_len, config.dpo.logits_chunk_size
+    pairs, length, chunk = config.training.batch_size, config.data.max_seq_len, config.objective.logits_chunk_size
     tokens = 2 * pairs * length
     flops = training_flops(target.model, 2 * pairs, length)["total"]
     executed = executed_training_flops(target.model, 2 * pairs, length)

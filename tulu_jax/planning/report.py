@@ -133,7 +133,7 @@ class Plan:
         if self.target.model.remat == "none":
             return "model.overrides.remat=full (activations are recomputed in the backward pass)"
         if peak.name == "reference pass":
-            pairs = config.dpo.reference_batch_size or config.training.batch_size // config.training.micro_batches
+            pairs = config.objective.reference_batch_size or config.training.batch_size // config.training.micro_batches
             return f"a smaller dpo.reference_batch_size (now {pairs})"
         training = config.training
         return self._micro_batches("training.micro_batches", training.batch_size, training.micro_batches,
@@ -273,6 +273,6 @@ def _work(target: PlanTarget) -> str:
     unit = "sequences" if target.stage == "sft" else "pairs (both sides in one forward)"
     extra = ""
     if target.stage == "dpo":
-        extra = f"; reference {config.dpo.reference}" if config.dpo.uses_reference else "; no reference (simpo)"
+        extra = f"; reference {config.objective.reference}" if config.objective.uses_reference else "; no reference (simpo)"
     return (f"{training.batch_size} {unit} × {config.data.max_seq_len} tokens per optimizer step "
             f"({training.micro_batches} micro-batch{'es' if training.micro_batches > 1 else ''}){extra}")

@@ -92,7 +92,7 @@ def _planned_model(stage: str, config: Any, path: Path, forced: Optional[str]) -
 
 def _local_model(source: str, overrides: dict) -> Optional[LlamaConfig]:
     """The model at ``source`` when it is a preset or a checkpoint on this machine; None when it is neither."""
-    from tulu_jax.stages.common import ModelConfig, resolve_model_config
+    from tulu_jax.stages.model_source import ModelConfig, resolve_model_config
 
     if source in PRESETS:
         return resolve_model_config(ModelConfig(source=source, overrides=overrides))
@@ -128,7 +128,7 @@ def _model_of_producer(source: str, folder: Path, seen: tuple[Path, ...]) -> tup
 
 
 def _policy_only(overrides: dict) -> dict:
-    from tulu_jax.stages.common import POLICY_FIELDS
+    from tulu_jax.stages.model_source import POLICY_FIELDS
 
     return {key: value for key, value in overrides.items() if key in POLICY_FIELDS}
 

@@ -79,11 +79,6 @@ class DPOConfig(BatchStageConfig):
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="linear", warmup_ratio=0.1))
     objective: DPOObjectiveConfig = field(default_factory=DPOObjectiveConfig)
 
-    @property
-    def dpo(self) -> DPOObjectiveConfig:
-        """The ``objective:`` section by its name before this release (for ``planning/``, until it moves)."""
-        return self.objective
-
 
 def make_dpo_loss(model_config: LlamaConfig, objective: DPOObjectiveConfig) -> Callable:
     """``loss_fn(params, micro_batch, context)``: policy log-probs of both sides in one forward, then the loss."""

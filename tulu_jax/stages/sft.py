@@ -59,11 +59,6 @@ class SFTConfig(BatchStageConfig):
     output_dir: str = "runs/sft"
     objective: SFTLossConfig = field(default_factory=SFTLossConfig)
 
-    @property
-    def loss(self) -> SFTLossConfig:
-        """The ``objective:`` section by its name before this release (for ``planning/``, until it moves)."""
-        return self.objective
-
 
 def make_sft_loss(model_config: LlamaConfig, loss: SFTLossConfig):
     """``loss_fn(params, batch, context)`` for the generic step; mean reduction reads the global token count."""
