@@ -35,7 +35,7 @@ def test_stage_checkpoint_exports_the_same_weights_as_the_stage(tmp_path):
         tiny_overrides(tmp_path / "inputs", tmp_path / "run", "training.max_steps=2", "checkpoint.save_every=0",
                        "training.tensorboard=false", "training.micro_batches=1"),
     )
-    stage_export = run_sft(config).export_dir.export_dir
+    stage_export = run_sft(config).export_dir
     assert main(["convert", "--checkpoint", str(tmp_path / "run"), "--to-hf", str(tmp_path / "converted")]) == 0
     ours, stage = read_checkpoint_dir(tmp_path / "converted"), read_checkpoint_dir(stage_export)
     assert set(ours) == set(stage)

@@ -24,14 +24,14 @@ model:
   source: tiny
   overrides: {TINY_MODEL}, scan_layers: false}}  # unscanned, one logits chunk: XLA counts every FLOP
 data: {{max_seq_len: 64}}
-loss: {{logits_chunk_size: 64}}
+objective: {{logits_chunk_size: 64}}
 training: {{batch_size: 8}}
 mesh: {{data: 1, fsdp: -1, tensor: 1}}
 """
 TINY_DPO = f"""
 model: {{source: tiny, overrides: {TINY_MODEL}}}}}
 data: {{kind: preference, max_seq_len: 64, packing: padded}}
-dpo: {{reference: cached, logits_chunk_size: 64}}
+objective: {{reference: cached, logits_chunk_size: 64}}
 training: {{batch_size: 8}}
 mesh: {{data: 1, fsdp: -1, tensor: 1}}
 """

@@ -111,7 +111,7 @@ model:
   overrides: {vocab_size: 1024, hidden_size: 512, intermediate_size: 1024, num_heads: 4, num_kv_heads: 4,
               head_dim: 128, compute_dtype: bfloat16, remat: full, scan_layers: false}
 data: {max_seq_len: 256}
-loss: {logits_chunk_size: 256}
+objective: {logits_chunk_size: 256}
 training: {batch_size: 16}
 mesh: {data: 1, fsdp: 4, tensor: 2}
 """

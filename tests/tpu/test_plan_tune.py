@@ -13,7 +13,7 @@ model:
   overrides: {vocab_size: 1024, hidden_size: 512, intermediate_size: 1024, num_heads: 4, num_kv_heads: 2,
               head_dim: 128, compute_dtype: bfloat16, remat: full, scan_layers: false}
 data: {max_seq_len: 64}
-loss: {logits_chunk_size: 64}
+objective: {logits_chunk_size: 64}
 training: {batch_size: 8}
 mesh: {data: 1, fsdp: 2, tensor: 2}
 """
