@@ -27,7 +27,7 @@ fixtures: $(STAMP)
 	$(BIN)/python -m tests.helpers.smollm2
 
 test: $(STAMP) fixtures
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15 tests
 
 test-all: $(STAMP) fixtures
 	$(BIN)/python -m pytest -q tests
