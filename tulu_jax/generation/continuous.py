@@ -123,9 +123,8 @@ def _generate_continuous(
 ) -> ContinuousOutput:
     rows, _ = prompt_ids.shape
     per_group = rows // groups
-    aligned, lengths = left_aligned(prompt_ids, prompt_mask)
     by_group = lambda array: array.reshape(groups, per_group, *array.shape[1:])  # noqa: E731
-    inputs = (by_group(aligned), by_group(lengths), by_group(row_limits.astype(jnp.int32)),
+    inputs = (by_group(prompt_ids), by_group(prompt_mask), by_group(row_limits.astype(jnp.int32)),
               jnp.arange(groups, dtype=jnp.int32) * per_group)
     one_group = functools.partial(_one_group, key=key, config=config, sampling=sampling, max_new_tokens=max_new_tokens,
                                   stop_ids=stop_ids, pad_id=pad_id, decode=decode, mesh=mesh)
@@ -148,11 +147,13 @@ def _generate_continuous(
                             out["peak_pages"].max(), out["steps"].max())
 
 
-def _one_group(params, aligned, lengths, limits, first_row, *, key, config: LlamaConfig, sampling: SamplingConfig,
-               max_new_tokens: int, stop_ids: tuple[int, ...], pad_id: int, decode: DecodeSlots, mesh: Optional[Mesh]) -> dict:
-    """One group's rows (``aligned [per_group, prompt_length]`` left-aligned, their ``lengths`` and ``limits``;
-    its first row's index in the call is ``first_row``) through its decode slots, until every row stopped."""
+def _one_group(params, prompt_ids, prompt_mask, limits, first_row, *, key, config: LlamaConfig,
+               sampling: SamplingConfig, max_new_tokens: int, stop_ids: tuple[int, ...], pad_id: int,
+               decode: DecodeSlots, mesh: Optional[Mesh]) -> dict:
+    """One group's rows (``prompt_ids [per_group, prompt_length]`` left-padded, their mask and ``limits``; its
+    first row's index in the call is ``first_row``) through its decode slots, until every row stopped."""
     model = Llama(config)
+    aligned, lengths = left_aligned(prompt_ids, prompt_mask)
     per_group, prompt_length = aligned.shape
     slots, refill = decode.resolve(per_group)
     page_size = decode.page_size
