@@ -61,9 +61,8 @@ class RolloutConfig:
     decode_slots: int = 0
     page_size: int = 16
     sampler: str = "continuous"  # or "static": the reference, every row on the training layout until the last stops
-    # Asynchronous RLVR: rollouts up to async_steps learner versions ahead, on their own sampler_chips (0: the
-    # planner's advice). 0 is the synchronous recipe. Only `tulu-jax plan` reads k >= 1 so far: the stage
-    # refuses it (refuse_unbuilt_async) until the asynchronous runner exists.
+    # Asynchronous RLVR (stages/rlvr/async_rollouts.py): rollouts up to async_steps learner versions ahead, on
+    # their own sampler_chips (0: half the slice; `tulu-jax plan` advises a split). 0 is the synchronous recipe.
     async_steps: int = 0
     sampler_chips: int = 0
 
@@ -78,6 +77,9 @@ class RolloutConfig:
         for name in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "page_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"rollout.{name} must be at least 1, got {getattr(self, name)}")
+        if self.async_steps and self.sampler == "static":
+            raise ConfigError("rollout.async_steps >= 1 needs rollout.sampler: continuous (the sampler's own chips "
+                              "hold the policy in the sampling layout; the static sampler reads the training layout)")
         if self.temperature <= 0:
             raise ConfigError(
                 f"rollout.temperature must be positive for RL (log-probs are taken at this temperature), got {self.temperature}"
@@ -86,16 +88,6 @@ class RolloutConfig:
     @property
     def responses_per_step(self) -> int:
         return self.prompts_per_step * self.samples_per_prompt
-
-
-def refuse_unbuilt_async(rollout: RolloutConfig) -> None:
-    """ConfigError for ``rollout.async_steps >= 1``: the plan reads it, no runner trains with it yet."""
-    if rollout.async_steps:
-        raise ConfigError(
-            f"rollout.async_steps={rollout.async_steps}: the asynchronous RLVR runner (a sampler sub-mesh "
-            "rollouts ahead of the learner) is not built yet; set rollout.async_steps=0 to train synchronously. "
-            "`tulu-jax plan` does read it: it plans the sampler and learner sub-meshes and the weight transfer"
-        )
 
 
 @dataclass(frozen=True)

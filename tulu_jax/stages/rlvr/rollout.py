@@ -113,7 +113,7 @@ def from_local_rows(rows: np.ndarray, values: np.ndarray, length: int, array_sha
 
 
 @jax.jit
-def _assemble(prompt_ids, prompt_mask, tokens, logprobs, lengths, scores) -> RolloutBatch:
+def assemble_rollout(prompt_ids, prompt_mask, tokens, logprobs, lengths, scores) -> RolloutBatch:
     response_mask = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.int32)
     input_ids = jnp.concatenate([prompt_ids, tokens], axis=1).astype(jnp.int32)
     segment_ids = jnp.concatenate([prompt_mask.astype(jnp.int32), response_mask], axis=1)
@@ -126,7 +126,7 @@ def sequence_arrays(prompt_ids, prompt_mask, response_tokens, response_mask) -> 
     """``input_ids``, ``positions``, ``segment_ids`` ``[batch, P + R]`` of prompt + response rows, as a rollout
     batch holds them: real tokens segment 1, padding 0; positions count real tokens only, as the sampler's."""
     lengths = jnp.sum(jnp.asarray(response_mask) != 0, axis=1)
-    batch = _assemble(jnp.asarray(prompt_ids), jnp.asarray(prompt_mask), jnp.asarray(response_tokens),
+    batch = assemble_rollout(jnp.asarray(prompt_ids), jnp.asarray(prompt_mask), jnp.asarray(response_tokens),
                       jnp.zeros(np.shape(response_tokens), jnp.float32), lengths,
                       jnp.zeros((np.shape(prompt_ids)[0],), jnp.float32))
     return {key: getattr(batch, key) for key in SEQUENCE_FIELDS}
@@ -153,11 +153,13 @@ class Sampler:
         self.decode, self.static = decode, static
 
     def sample(self, policy_params, prompt_batch: dict, key: jax.Array, sampling: SamplingConfig,
-               max_new_tokens: int, samples_per_prompt: int) -> Rollout:
-        """Responses for every prompt (``samples_per_prompt`` each), scored by this process's verifiers."""
+               max_new_tokens: int, samples_per_prompt: int, in_sampling_layout: bool = False) -> Rollout:
+        """Responses for every prompt (``samples_per_prompt`` each), scored by this process's verifiers.
+        ``in_sampling_layout``: the params are already the sampler's copy on ``sample_mesh`` (asynchronous RLVR
+        puts them there itself), not the policy in its training layout on ``mesh``."""
         batch = repeat_prompts(prompt_batch, samples_per_prompt)
         rows_2d, rows_1d = sharding.batch_sharding(self.mesh, 2), sharding.batch_sharding(self.mesh, 1)
-        output = self._decode(policy_params, batch, key, sampling, max_new_tokens)
+        output = self._decode(policy_params, batch, key, sampling, max_new_tokens, in_sampling_layout)
         prompt_ids = sharding.from_every_host(np.asarray(batch["prompt_ids"], np.int32), rows_2d)
         prompt_mask = sharding.from_every_host(np.asarray(batch["prompt_mask"], np.int32), rows_2d)
         # Back to the training mesh's rows (the same devices hold the same rows when a group is a tensor group).
@@ -188,10 +190,11 @@ class Sampler:
             global_verifier, global_scores, lengths, stopped)
         labels = [dataset_label(name) for name in batch["dataset"]]
         metrics = rollout_metrics(all_scores, all_verifier, all_lengths, all_stopped, labels)
-        rollout_batch = _assemble(prompt_ids, prompt_mask, tokens, logprobs, lengths, global_scores)
+        rollout_batch = assemble_rollout(prompt_ids, prompt_mask, tokens, logprobs, lengths, global_scores)
         return Rollout(rollout_batch, metrics, all_verifier)
 
-    def _decode(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int):
+    def _decode(self, policy_params, batch: dict, key: jax.Array, sampling: SamplingConfig, max_new_tokens: int,
+                in_sampling_layout: bool = False):
         """The continuous-batching sampler on the sampling mesh, over a copy of the policy in its layout (or the
         static sampler over the policy where it is, with ``rollout.sampler: static``)."""
         if self.static:
@@ -201,7 +204,8 @@ class Sampler:
         groups = continuous.group_count(mesh)
         continuous.check_rows(rows, groups)
         rows_2d, rows_1d = continuous.rollout_rows(mesh, 2), continuous.rollout_rows(mesh, 1)
-        sampler_params = sampling_layout.to_sampling_layout(policy_params, self.model_config, mesh)
+        sampler_params = (policy_params if in_sampling_layout
+                          else sampling_layout.to_sampling_layout(policy_params, self.model_config, mesh))
         row_tokens = np.shape(batch["prompt_ids"])[1] + int(max_new_tokens)
         decode = sampling_layout.fitted_slots(self.decode, self.model_config, mesh, rows // groups, row_tokens)
         sampler = continuous.compiled_continuous_sampler(

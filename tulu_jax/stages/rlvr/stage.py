@@ -35,7 +35,8 @@ from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.params import param_shapes
 from tulu_jax.models.value_head import init_scalar_head_params, scalar_head_logical_axes
 from tulu_jax.stages.model_source import check_vocab, load_model_params, resolve_model_config
-from tulu_jax.stages.rlvr.config import RLVRConfig, refuse_unbuilt_async
+from tulu_jax.stages.rlvr.async_rollouts import AsyncRollouts, queued_state, sub_meshes
+from tulu_jax.stages.rlvr.config import RLVRConfig
 from tulu_jax.stages.rlvr.learner import (
     build_prepare_fn, build_update_fn, make_rl_optimizer, rl_state_shardings, value_params_for,
 )
@@ -103,7 +104,10 @@ def build_rlvr_learner(config: RLVRConfig, mesh: Mesh, model_config: LlamaConfig
 class RLVR:
     """The stage's programs and frozen inputs (reference params, tokenizer); holds no train state."""
 
-    def __init__(self, config: RLVRConfig, model_config: LlamaConfig, tokenizer, mesh: Mesh):
+    def __init__(self, config: RLVRConfig, model_config: LlamaConfig, tokenizer, mesh: Mesh,
+                 sampler_mesh: Optional[Mesh] = None):
+        """``mesh``: the learner's; ``sampler_mesh``: where rollouts are decoded (None: the learner's mesh, the
+        synchronous recipe; asynchronous RLVR gives the sampler its own sub-mesh)."""
         self.config, self.model_config, self.tokenizer, self.mesh = config, model_config, tokenizer, mesh
         rollout, evaluation = config.rollout, config.evaluation
         sharding.check_batch_divisible(rollout.responses_per_step, mesh, "rollout responses per step")
@@ -114,14 +118,19 @@ class RLVR:
         self.eval_batch_size = evaluation.batch_size or rollout.responses_per_step
         sharding.check_batch_divisible(self.eval_batch_size, mesh, "evaluation.batch_size")
         self.learner = build_rlvr_learner(config, mesh, model_config)
-        self.sampler = Sampler(model_config, tokenizer, mesh, stop_ids_for(tokenizer, model_config),
-                               rollout.verifiable_reward, rollout.nonstop_penalty, rollout.sampling_group,
-                               DecodeSlots(rollout.decode_slots, rollout.page_size), rollout.sampler == "static")
+
+        def sampler_on(sampler_mesh: Mesh) -> Sampler:
+            return Sampler(model_config, tokenizer, sampler_mesh, stop_ids_for(tokenizer, model_config),
+                           rollout.verifiable_reward, rollout.nonstop_penalty, rollout.sampling_group,
+                           DecodeSlots(rollout.decode_slots, rollout.page_size), rollout.sampler == "static")
+
+        self.sampler = sampler_on(sampler_mesh or mesh)
+        self.eval_sampler = self.sampler if sampler_mesh is None else sampler_on(mesh)  # between steps, on the learner
         self.sampling = SamplingConfig(rollout.temperature, rollout.top_k, rollout.top_p)
-        replicated = sharding.replicated(mesh)
         base_key = jax.random.PRNGKey(config.seed + ROLLOUT_KEY_SALT)
-        self._rollout_key = jax.jit(lambda step: jax.random.fold_in(base_key, step), out_shardings=replicated)
-        self._eval_key = jax.jit(lambda: jax.random.PRNGKey(0), out_shardings=replicated)
+        self._rollout_key = jax.jit(lambda step: jax.random.fold_in(base_key, step),
+                                    out_shardings=sharding.replicated(self.sampler.mesh))
+        self._eval_key = jax.jit(lambda: jax.random.PRNGKey(0), out_shardings=sharding.replicated(mesh))
         # The frozen reference: the starting policy, read sharded (again on resume).
         self.reference_params = load_model_params(config.model, model_config, config.seed,
                                                   self.learner.shardings.params["policy"])
@@ -174,7 +183,7 @@ class RLVR:
         for start in range(0, len(prompts), self.eval_batch_size):
             chunk = prompts[start : start + self.eval_batch_size]
             filler = [chunk[-1]] * (self.eval_batch_size - len(chunk))  # fixed shapes; filler rows are dropped
-            result = self.sampler.sample(policy_params, collate(chunk + filler), self._eval_key(), greedy,
+            result = self.eval_sampler.sample(policy_params, collate(chunk + filler), self._eval_key(), greedy,
                                          max_new_tokens, 1)
             scores.extend([float(score)] for score in result.verifier_scores[: len(chunk)])
         return summarize([{"dataset": prompt["dataset"]} for prompt in prompts], scores)
@@ -208,7 +217,6 @@ class RLVRStage(Stage):
     the policy's export. ``data`` replaces the prepared ``config.data`` (a toy task, prompts made elsewhere)."""
 
     def __init__(self, config: RLVRConfig, data: Optional[RLVRData] = None):
-        refuse_unbuilt_async(config.rollout)
         super().__init__(config)
         self.data = data
 
@@ -217,23 +225,30 @@ class RLVRStage(Stage):
         data = self.data or prepared_prompts(config, share)
         model_config = resolve_model_config(config.model, data.tokenizer.vocab_size)
         check_vocab(model_config, data.tokenizer.vocab_size, config.data.tokenizer)
-        mesh = sharding.make_mesh(config.mesh)
+        # Synchronous: one mesh. Asynchronous: the learner's and the sampler's sub-meshes (async_rollouts).
+        mesh, sampler_mesh = sub_meshes(config) if config.rollout.async_steps else (sharding.make_mesh(config.mesh), None)
         loader = make_loader(config, data.prompts, data.tokenizer.pad_id)
         # Programs and the frozen reference.
-        self.rlvr = rlvr = RLVR(config, model_config, data.tokenizer, mesh)
+        self.rlvr = rlvr = RLVR(config, model_config, data.tokenizer, mesh, sampler_mesh)
+        step, abstract = rlvr, rlvr.learner.abstract_state()
+        self.asynchronous = None
+        if sampler_mesh is not None:
+            self.asynchronous = step = AsyncRollouts(rlvr, loader)
+            abstract = queued_state(abstract, step.abstract_queue())
         evaluation = None
         if data.eval_prompts:
             evaluation = Evaluation(lambda params: eval_metrics(rlvr.evaluate(params["policy"], data.eval_prompts)),
                                     config.evaluation.every)
         return StagePlan(
             model_config=model_config, batches=loader, total_steps=config.total_steps,
-            abstract_state=rlvr.learner.abstract_state(), step=rlvr,
+            abstract_state=abstract, step=step,
             export=chat_model_export(config, model_config, data.tokenizer, part="policy"),
             evaluation=evaluation, keep_best="accuracy" if config.evaluation.keep_best else None,
         )
 
     def initial_state(self) -> TrainState:
-        return self.rlvr.initial_state()
+        state = self.rlvr.initial_state()
+        return state if self.asynchronous is None else queued_state(state)  # the queue fills at the first step
 
 
 def prepared_prompts(config: RLVRConfig, share: WorkShare) -> RLVRData:
