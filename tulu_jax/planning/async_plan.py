@@ -2,18 +2,22 @@
 learner sub-mesh, the weight transfer between them after each update, and the step time against the
 synchronous plan's.
 
-- **Split.** ``rollout.sampler_chips``, or the advice: the synchronous plan's sampler and learner times on all
-  N chips, each scaled to the chips it would get (rollout × N/S, learner × N/(N−S): decode rows and training
-  tokens spread over the chips), the split with the smallest ``max(rollout, learner) + transfer`` among those
-  of whole VMs whose learner mesh divides the rollout rows. The advised split is then compiled: the sampler
-  program on its S chips (only its bf16 weights resident there) and the learner's prepare and update on the
-  other N−S (the config's ``mesh.tensor``, the rest over fsdp), each measured like any other program.
-- **Transfer.** The policy in the sampler's layout: bf16, each chip of a sampling group holding 1/group of it,
-  every group a full copy. At the least it crosses the cut between the sub-meshes once and each sampler
-  chip receives its share over its own links: ``max(bytes / (cut links × link), share / (2·dims·link))``,
-  the cut being the two planes across the slice's longest axis (a torus). Like the other ICI figures it is
-  a lower bound at peak link rate. No transfer program exists yet (the runner is not built), so this is a
-  formula, not a compiled program.
+- **Split.** ``rollout.sampler_chips``, or the advice. The runner splits every VM alike
+  (``distributed.sub_meshes.split_devices``: each process gives its first chips to the sampler), so a split
+  is ``VMs × s`` sampler chips for ``s`` below the chips of a VM. The advice: the synchronous plan's sampler
+  and learner times on all N chips, each scaled to the chips it would get (rollout × N/S, learner × N/(N−S):
+  decode rows and training tokens spread over the chips), the split with the smallest
+  ``max(rollout, learner) + transfer`` among those whose learner mesh divides the rollout rows. The chosen
+  split is then compiled: the sampler program on its S chips (only its bf16 weights resident there) and the
+  learner's prepare and update on the other N−S (the config's ``mesh.tensor``, the rest over fsdp), each
+  measured like any other program.
+- **Transfer**, as the runner does it (``stages/rlvr/async_rollouts.AsyncRollouts.sampler_weights``): a
+  compiled ``weight staging`` program on the learner's chips reshards the policy into the sampling layout
+  (bf16, groups of the sampler's size; its all-gathers read from its HLO like any program's), then every
+  sampler chip receives its share (policy / group) from a learner chip of its own VM, device to device over
+  one ICI link (a learner chip serving ``c`` sampler chips sends ``c`` shares). Transfer time = the staging
+  program's lower bound + ``c × share / link``. The advice, before anything is compiled, scales the
+  synchronous plan's ``sampler reshard`` (all N chips) to the learner's N−S chips instead.
 - **Step time.** Synchronous: the synchronous plan's lower bound (sampler reshard, sampler, prepare, update in
   turn). Asynchronous: ``max(rollout, learner) + transfer`` with the sub-meshes' compiled programs, assuming
   the two overlap fully, which no TPU run has checked.
@@ -23,8 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 from tulu_jax import sharding
+from tulu_jax.distributed.sub_meshes import split_devices
 from tulu_jax.errors import ConfigError, MeshError
 from tulu_jax.planning.chips import GB, GIB, Topology
 from tulu_jax.planning.compile import CompiledProgram, compile_program
@@ -36,11 +42,17 @@ from tulu_jax.planning.target import PlanTarget
 @dataclass(frozen=True)
 class WeightTransfer:
     total_bytes: int  # what the sampler sub-mesh holds of the policy in all: one bf16 copy per group
-    policy_bytes: int  # one bf16 copy: what must cross the cut at the least
+    policy_bytes: int  # one bf16 copy
     per_chip_bytes: int  # one sampler chip's share: policy / group
     group: int
-    cut_links: int
-    seconds: float
+    shares_per_learner_chip: int  # sampler chips one learner chip of a VM serves
+    staging_seconds: float  # the staging reshard on the learner's chips (compiled, or scaled from the sync plan)
+    copy_seconds: float  # the shard copies within each VM, over one ICI link
+    staging: Optional[CompiledProgram] = None  # the compiled staging program (None: an estimate for the advice)
+
+    @property
+    def seconds(self) -> float:
+        return self.staging_seconds + self.copy_seconds
 
 
 @dataclass(frozen=True)
@@ -94,21 +106,24 @@ class AsyncPlan:
     @property
     def fits(self) -> bool:
         hbm = self.topology.chip.hbm_bytes
-        return all(p.out_of_memory is None and p.total_bytes <= hbm for p in self.sampler + self.learner)
+        staging = (self.transfer.staging,) if self.transfer.staging is not None else ()
+        return all(p.out_of_memory is None and p.total_bytes <= hbm for p in self.sampler + self.learner + staging)
 
 
-def weight_transfer(target: PlanTarget, topology: Topology, sampler_chips: int, group: int) -> WeightTransfer:
-    """The policy's bf16 bytes to the sampler sub-mesh and the least time they take at ICI (module docstring)."""
+def weight_transfer(target: PlanTarget, topology: Topology, sampler_chips: int, group: int, staging_seconds: float,
+                    staging: Optional[CompiledProgram] = None) -> WeightTransfer:
+    """The policy's bf16 bytes to the sampler sub-mesh and the least time they take (module docstring)."""
     from tulu_jax.generation import sampling_layout
 
-    chip = topology.chip
+    vms = topology.num_hosts
+    sampler_per_vm = sampler_chips // vms
+    learner_per_vm = topology.num_chips // vms - sampler_per_vm
     policy = sampling_layout.sampling_weight_bytes(target.model)
-    groups = max(sampler_chips // group, 1)
-    cut_links = 2 * topology.num_chips // max(topology.shape)
     per_chip = -(-policy // group)
-    seconds = max(policy / (cut_links * chip.ici_link_bandwidth),
-                  chip.ici_seconds(per_chip, chip.dimensions))
-    return WeightTransfer(policy * groups, policy, per_chip, group, cut_links, seconds)
+    shares = -(-sampler_per_vm // max(learner_per_vm, 1))
+    copy = shares * per_chip / topology.chip.ici_link_bandwidth
+    return WeightTransfer(policy * max(sampler_chips // group, 1), policy, per_chip, group, shares, staging_seconds,
+                          copy, staging)
 
 
 def learner_mesh_config(target: PlanTarget, chips: int) -> sharding.MeshConfig:
@@ -121,13 +136,14 @@ def learner_mesh_config(target: PlanTarget, chips: int) -> sharding.MeshConfig:
 
 
 def valid_splits(target: PlanTarget, topology: Topology) -> list[int]:
-    """Sampler chip counts of whole VMs whose learner mesh holds the rollout rows evenly."""
+    """Sampler chip counts the runner can build (the same number from every VM) whose learner mesh holds the
+    rollout rows evenly."""
     config = target.stage_config
     rows = config.rollout.responses_per_step
     micro_rows = rows // (config.ppo.minibatches * config.ppo.micro_batches)
-    step = topology.chip.chips_per_vm if topology.num_chips > topology.chip.chips_per_vm else 1
+    vms = topology.num_hosts
     splits = []
-    for sampler_chips in range(step, topology.num_chips, step):
+    for sampler_chips in range(vms, topology.num_chips, vms):
         try:
             mesh = learner_mesh_config(target, topology.num_chips - sampler_chips)
         except MeshError:
@@ -139,11 +155,12 @@ def valid_splits(target: PlanTarget, topology: Topology) -> list[int]:
 
 
 def estimate_splits(target: PlanTarget, topology: Topology, rollout_seconds: float, learner_seconds: float,
-                    group: int) -> list[SplitEstimate]:
+                    reshard_seconds: float, group: int) -> list[SplitEstimate]:
     """Every valid split's step time from the synchronous plan's times on all chips, scaled to its chips."""
     chips = topology.num_chips
     return [SplitEstimate(s, rollout_seconds * chips / s, learner_seconds * chips / (chips - s),
-                          weight_transfer(target, topology, s, min(group, s)).seconds)
+                          weight_transfer(target, topology, s, min(group, s),
+                                          reshard_seconds * chips / (chips - s)).seconds)
             for s in valid_splits(target, topology)]
 
 
@@ -159,12 +176,13 @@ def plan_async(target: PlanTarget, plan) -> AsyncPlan:
     sampler_only = sum(plan.time(p).lower for p in sync_sampler)
     sync_learner = plan.step_seconds - sync_rollout
     group = sync_sampler[0].program.decode.get("group", 1) if sync_sampler else 1
-    estimates = estimate_splits(target, topology, sampler_only, sync_learner, group)
+    estimates = estimate_splits(target, topology, sampler_only, sync_learner, sync_rollout - sampler_only, group)
     if rollout.sampler_chips:
         if rollout.sampler_chips not in valid_splits(target, topology):
             raise ConfigError(
                 f"rollout.sampler_chips={rollout.sampler_chips} is not a split of {topology.requested} "
-                f"({topology.num_chips} chips) in whole VMs whose learner mesh holds the rows; valid: "
+                f"({topology.num_chips} chips, {topology.num_hosts} VMs, each giving the sampler the same number "
+                f"of its chips) whose learner mesh holds the rows; valid: "
                 f"{', '.join(map(str, valid_splits(target, topology))) or 'none'}"
             )
         sampler_chips, advised = rollout.sampler_chips, False
@@ -174,12 +192,12 @@ def plan_async(target: PlanTarget, plan) -> AsyncPlan:
                             f"{rollout.responses_per_step} rollout rows evenly")
         sampler_chips, advised = min(estimates, key=lambda e: e.step_seconds).sampler_chips, True
 
-    devices = topology_devices(topology)
+    sampler_devices, learner_devices = split_devices(sampler_chips, topology_devices(topology))
     learner_config = learner_mesh_config(target, topology.num_chips - sampler_chips)
     learner_target = dataclasses.replace(target, stage_config=dataclasses.replace(config, mesh=learner_config))
-    learner_mesh = sharding.make_mesh(learner_config, devices[sampler_chips:])
+    learner_mesh = sharding.make_mesh(learner_config, learner_devices)
     tensor = target.mesh.tensor if sampler_chips % max(target.mesh.tensor, 1) == 0 else 1
-    sampler_mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=-1, tensor=tensor), devices[:sampler_chips])
+    sampler_mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=-1, tensor=tensor), sampler_devices)
 
     learner, learner_list = learner_programs(learner_target, learner_mesh)
     sampler_list = sampling_layout_programs(target, sampler_mesh, learner.param_shapes["policy"], {},
@@ -188,12 +206,29 @@ def plan_async(target: PlanTarget, plan) -> AsyncPlan:
     sampler = tuple(compile_program(p, chip) for p in sampler_list)
     learner_compiled = tuple(compile_program(p, chip) for p in learner_list)
     group = sampler_list[0].decode.get("group", 1)
+    staging = compile_program(staging_program(target, learner_mesh, learner, group), chip)
+    staging_seconds = program_time(chip, learner_mesh.size, staging.program.executed_flops, staging.hlo).lower
     return AsyncPlan(
         rollout.async_steps, topology, sampler_chips,
         tuple(learner_mesh.shape[axis] for axis in sharding.MESH_AXES), advised, tuple(estimates), sampler,
-        learner_compiled, weight_transfer(target, topology, sampler_chips, group), plan.step_seconds,
-        sync_rollout, sync_learner,
+        learner_compiled, weight_transfer(target, topology, sampler_chips, group, staging_seconds, staging),
+        plan.step_seconds, sync_rollout, sync_learner,
     )
+
+
+def staging_program(target: PlanTarget, learner_mesh, learner, group: int):
+    """The runner's first half of the transfer: the policy resharded into the sampling layout on the learner's
+    chips, in groups of the sampler's size, beside the learner's state."""
+    from tulu_jax.generation import sampling_layout
+    from tulu_jax.generation.sampler import param_shardings
+    from tulu_jax.planning.program import Program, abstract
+
+    staging_mesh = sharding.sampling_mesh(learner_mesh, group)
+    state = learner.abstract_state()
+    policy = abstract(learner.param_shapes["policy"], param_shardings(target.model, learner_mesh))
+    resident = {"opt_state": state.opt_state, **{k: v for k, v in state.params.items() if k != "policy"}}
+    return Program("weight staging", sampling_layout.resharder(target.model, staging_mesh), (policy,), 0, 0.0, 0.0,
+                   resident=resident, decode={"reshard": True, "group": group}, mesh=learner_mesh)
 
 
 def render_async(plan: AsyncPlan) -> str:
@@ -202,7 +237,7 @@ def render_async(plan: AsyncPlan) -> str:
     transfer = plan.transfer
     how = "advised" if plan.advised else "rollout.sampler_chips"
     lines = [
-        f"asynchronous RLVR (rollout.async_steps={plan.async_steps}; compile-only plan, the runner is not built): "
+        f"asynchronous RLVR (rollout.async_steps={plan.async_steps}; compile-only plan): "
         f"sampler {plan.sampler_chips} chips, learner {plan.learner_chips} chips "
         f"(data×fsdp×tensor = {data}×{fsdp}×{tensor}) [{how}]",
         "HBM per chip (GiB)   arguments  outputs    temps  resident     peak  chips  time per call (lower – upper)",
@@ -223,8 +258,10 @@ def render_async(plan: AsyncPlan) -> str:
         "  " + ("FITS" if plan.fits else "DOES NOT FIT") + f" on {plan.topology.chip.hbm_bytes / GIB:.2f} GiB HBM per chip",
         f"  weight transfer  policy {transfer.policy_bytes / GB:.2f} GB bf16 after each update: "
         f"{transfer.per_chip_bytes / GB:.2f} GB per sampler chip (groups of {transfer.group}), "
-        f"{transfer.total_bytes / GB:.2f} GB in all; >= {transfer.seconds * 1e3:.1f} ms at ICI "
-        f"({transfer.cut_links} links across the cut; a formula, no transfer program yet)",
+        f"{transfer.total_bytes / GB:.2f} GB in all; >= {transfer.seconds * 1e3:.1f} ms = staging on the learner "
+        f"{transfer.staging_seconds * 1e3:.1f} ms (compiled{_staging_ici(transfer)}) + copies within each VM "
+        f"{transfer.copy_seconds * 1e3:.1f} ms ({transfer.shares_per_learner_chip} share(s) per learner chip "
+        f"over one ICI link)",
         f"  step         synchronous {plan.sync_step_seconds:.2f} s (rollout {plan.sync_rollout_seconds:.2f} + learner "
         f"{plan.sync_learner_seconds:.2f}); asynchronous {plan.step_seconds:.2f} s = max(rollout "
         f"{plan.rollout_seconds:.2f}, learner {plan.learner_seconds:.2f}) + transfer {transfer.seconds:.3f} "
@@ -238,6 +275,11 @@ def render_async(plan: AsyncPlan) -> str:
             f"(rollout {e.rollout_seconds:.2f}, learner {e.learner_seconds:.2f})" for e in shown)
             + f"; advised rollout.sampler_chips={best.sampler_chips}")
     return "\n".join(lines)
+
+
+def _staging_ici(transfer: WeightTransfer) -> str:
+    hlo = transfer.staging.hlo if transfer.staging is not None else None
+    return "" if hlo is None else f"; ICI {hlo.ici_bytes / GB:.2f} GB, HBM {hlo.hbm_bytes / GB:.2f} GB per chip"
 
 
 def async_steps_of(target: PlanTarget) -> int:
