@@ -12,6 +12,16 @@ counted are each row's limit (a static row's tokens past it are the padding work
 saves). Reported: tokens/s of each (median of ``reps`` alternating calls, compilation timed apart), their
 ratio, KV-cache bytes (the static cache rows × (prompt + new) slots against the page pools, and the pages
 actually used at the peak), and whether every row's greedy tokens are identical up to its limit.
+
+Two static baselines run in the same process:
+
+- ``static`` decodes all rows in one batch, as ``rollout.sampler: static`` does. Its KV cache holds every
+  row at full length; on this CPU a step's cost grows with the rows, so its tokens/s is flattered.
+- ``static_same_width`` decodes the rows in chunks of ``slots`` rows, the width the continuous sampler keeps
+  in flight, which is what a static sampler must do when the KV cache of all rows does not fit. Each chunk
+  stops when its longest row does (a static batch stops once every row has stopped), emulated by compiling
+  the static sampler for that chunk's longest limit. Per-step costs are then equal, and the ratio measures
+  what continuous batching removes: steps spent on rows that already stopped.
 """
 
 from __future__ import annotations
@@ -56,6 +66,13 @@ def _timed(function, *arguments):
     return time.perf_counter() - started, output
 
 
+def _timed_chunks(function):
+    started = time.perf_counter()
+    outputs = function()
+    jax.block_until_ready([output.tokens for output in outputs])
+    return time.perf_counter() - started, outputs
+
+
 def run(quick: bool = False, reps: int = 3, slots: int = 0, rows: int = 0) -> dict:
     default_rows, prompt, new = (32, 16, 64) if quick else (64, 32, 256)
     rows = rows or default_rows
@@ -72,25 +89,43 @@ def run(quick: bool = False, reps: int = 3, slots: int = 0, rows: int = 0) -> di
     sampler_params = sampling_layout.to_sampling_layout(params, config, None)
     paged = continuous.compiled_continuous_sampler(sampling_layout.sampling_model(config), GREEDY, new, (), 0, decode,
                                                    1, None)
+    slots, refill = decode.resolve(rows)
+    chunks = [slice(start, start + slots) for start in range(0, rows, slots)]
+    chunk_samplers = {}
+    for chunk in chunks:
+        longest = int(limits[chunk].max())
+        if longest not in chunk_samplers:
+            chunk_samplers[longest] = compiled_sampler(config, GREEDY, longest, (), 0, False, None)
+
+    def static_same_width():
+        return [chunk_samplers[int(limits[chunk].max())](params, prompt_ids[chunk], prompt_mask[chunk], key)
+                for chunk in chunks]
+
     static_call = lambda: static(params, prompt_ids, prompt_mask, key)  # noqa: E731
     paged_call = lambda: paged(sampler_params, prompt_ids, prompt_mask, key, jnp.asarray(limits))  # noqa: E731
     static_compile, static_out = _timed(static_call)
     paged_compile, paged_out = _timed(paged_call)
-    static_times, paged_times = [], []
+    width_compile, width_out = _timed_chunks(static_same_width)
+    static_times, paged_times, width_times = [], [], []
     for _ in range(reps):
         static_times.append(_timed(static_call)[0])
         paged_times.append(_timed(paged_call)[0])
+        width_times.append(_timed_chunks(static_same_width)[0])
 
     tokens = int(limits.sum())
     static_tokens, paged_tokens = np.asarray(static_out.tokens), np.asarray(paged_out.tokens)
+    width_tokens = [np.asarray(output.tokens) for output in width_out]
     identical = all(np.array_equal(static_tokens[row, :limit], paged_tokens[row, :limit])
                     for row, limit in enumerate(limits))
-    slots, refill = decode.resolve(rows)
+    identical_width = all(np.array_equal(width_tokens[row // slots][row % slots, :limit], paged_tokens[row, :limit])
+                          for row, limit in enumerate(limits))
     pool_bytes = continuous.kv_cache_bytes(config, rows, prompt, new, decode, 1)
     page_bytes = pool_bytes // (slots * -(-(prompt + new) // decode.page_size) + 1)
     static_bytes = static_kv_bytes(config, rows, prompt, new)
     static_rate = tokens / statistics.median(static_times)
     paged_rate = tokens / statistics.median(paged_times)
+    width_rate = tokens / statistics.median(width_times)
+    width_bytes = static_kv_bytes(config, slots, prompt, new)
     return {
         "model": "small preset (hidden 512, 8 layers, 8/4 heads), float32, random weights",
         "workload": {"rows": rows, "prompt_tokens": prompt, "max_new_tokens": new,
@@ -101,11 +136,17 @@ def run(quick: bool = False, reps: int = 3, slots: int = 0, rows: int = 0) -> di
                        "compile_and_first_call_s": round(paged_compile, 2)},
         "static": {"decode_steps": new, "tokens_per_s": round(static_rate, 1),
                    "compile_and_first_call_s": round(static_compile, 2)},
+        "static_same_width": {"rows_per_chunk": slots, "chunks": len(chunks),
+                              "decode_steps": sum(int(limits[chunk].max()) for chunk in chunks),
+                              "tokens_per_s": round(width_rate, 1), "kv_cache_bytes": width_bytes,
+                              "compile_and_first_call_s": round(width_compile, 2)},
         "speedup": round(paged_rate / static_rate, 2),
+        "speedup_same_width": round(paged_rate / width_rate, 2),
         "kv_cache_bytes": {"static": static_bytes, "continuous_pool": pool_bytes,
                            "continuous_peak_in_use": int(paged_out.peak_pages) * page_bytes,
                            "pool_over_static": round(pool_bytes / static_bytes, 3)},
-        "greedy_tokens_identical_row_for_row": identical,
+        "peak_in_use_over_static_same_width": round(int(paged_out.peak_pages) * page_bytes / width_bytes, 3),
+        "greedy_tokens_identical_row_for_row": identical and identical_width,
     }
 
 
