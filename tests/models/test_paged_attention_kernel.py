@@ -61,3 +61,50 @@ def test_the_kernel_compiles_for_a_v5p_chip_as_one_mosaic_call():
     with jax.set_mesh(chip):
         text = jax.jit(lambda *a: attend_pages_kernel(*a, interpret=False)).lower(*arguments).compile().as_text()
     assert text.count("custom-call(") == 1 and "tpu_custom_call" in text
+
+
+def test_idle_rows_give_zeros():
+    q, cache, table = random_cache(seed=2)
+    got = attend_pages_kernel(q, cache, table, jnp.asarray([0, 3, 0, 7], jnp.int32), interpret=True)
+    assert np.all(np.isfinite(np.asarray(got))) and not np.any(np.asarray(got)[[0, 2]])
+
+
+def test_the_continuous_sampler_decodes_with_the_kernel_over_a_tensor_split_group(monkeypatch):
+    """``model.attention: splash`` (what ``auto`` is on TPU) makes each decode step of the continuous sampler call
+    the kernel (interpret mode here) per chip of a tensor-2 group, inside the sampler's shard_map over the
+    groups; its greedy tokens equal the XLA path's row for row."""
+    import dataclasses
+
+    from tests.generation.test_continuous import CONFIG, NEW, PROMPT, STOPS
+    from tulu_jax import sharding
+    from tulu_jax.generation import SamplingConfig, continuous, sampling_layout
+    from tulu_jax.models import init_params
+    from tulu_jax.models import paged_attention_kernel
+
+    calls = []
+    original = paged_attention_kernel.attend_pages_kernel
+    monkeypatch.setattr(paged_attention_kernel, "attend_pages_kernel",
+                        lambda q, *rest, **options: calls.append(q.shape) or original(q, *rest, **options))
+    params = init_params(CONFIG, jax.random.PRNGKey(0))
+    rows = 16
+    rng = np.random.default_rng(0)
+    ids, mask = np.zeros((rows, PROMPT), np.int32), np.zeros((rows, PROMPT), np.int32)
+    for row, length in enumerate(rng.integers(1, PROMPT + 1, rows)):
+        ids[row, PROMPT - length:] = rng.integers(1, CONFIG.vocab_size, length)
+        mask[row, PROMPT - length:] = 1
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
+    tokens = {}
+    for attention in ("xla", "splash"):
+        config = dataclasses.replace(CONFIG, attention=attention)
+        sample_mesh = sampling_layout.sample_mesh_for(mesh, config, 2)
+        function = continuous.compiled_continuous_sampler(
+            sampling_layout.sampling_model(config), SamplingConfig(temperature=0.0), NEW, STOPS, 0,
+            continuous.DecodeSlots(), continuous.group_count(sample_mesh), sample_mesh)
+        arguments = (sampling_layout.to_sampling_layout(params, config, sample_mesh), jnp.asarray(ids),
+                     jnp.asarray(mask), jax.random.PRNGKey(7), jnp.full((rows,), NEW, jnp.int32))
+        with sharding.activate(sample_mesh, "sample"):
+            out = function(*arguments)
+        tokens[attention] = np.asarray(out.tokens)
+    # traced once per layer, on one chip's share: its rows, and one of the two KV heads
+    assert len(calls) == CONFIG.num_layers and calls[0][2] == CONFIG.num_kv_heads // 2
+    np.testing.assert_array_equal(tokens["splash"], tokens["xla"])

@@ -96,6 +96,8 @@ def test_continuous_sampler_on_the_sampling_layout_gathers_no_weight_in_its_loop
     weight_bytes_per_chip = sampling_layout.sampling_weight_bytes(MODEL) / 2
     assert in_loop and max(c.bytes_per_chip for c in in_loop) < 0.02 * weight_bytes_per_chip
     assert all(c.group_size <= 2 or c.array_bytes <= 16 for c in in_loop)  # only scalar flags span the groups
+    # On TPU each layer's decode attention is the Pallas kernel over the pages (models/paged_attention_kernel.py)
+    assert text.count("tpu_custom_call") >= MODEL.num_layers
 
 
 def test_the_resharding_program_gathers_once_outside_any_loop(training_mesh):

@@ -7,6 +7,9 @@ This is the one place in ``models/`` that reads the mesh a program is traced und
 
 from __future__ import annotations
 
+import math
+
+import flax.linen as nn
 import jax
 
 
@@ -22,3 +25,20 @@ def traced_mesh():
     """The mesh a program is being traced under (``jax.set_mesh``), or None: splash runs its kernel over it."""
     mesh = jax.sharding.get_abstract_mesh()
     return None if mesh.empty else mesh
+
+
+def mesh_axes_for(logical: str, size: int, mesh) -> tuple[str, ...]:
+    """The mesh axes the flax rules in force give ``logical``, dropping size-1 axes and axes already manual
+    (inside a ``shard_map``); () if they do not divide ``size``."""
+    target = nn.logical_to_mesh_axes((logical,))[0]
+    axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
+    manual = set(getattr(mesh, "manual_axes", ()) or ())
+    axes = tuple(axis for axis in axes if mesh.shape[axis] > 1 and axis not in manual)
+    if axes and size % math.prod(mesh.shape[axis] for axis in axes):
+        return ()
+    return axes
+
+
+def spec_entry(axes: tuple[str, ...]):
+    """A ``PartitionSpec`` entry for ``axes``: None, one name, or a tuple of names."""
+    return None if not axes else (axes[0] if len(axes) == 1 else axes)

@@ -47,7 +47,8 @@ class LlamaConfig:
     # that differ only here build the same program.
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # Attention kernels: "auto" = splash on TPU, xla elsewhere (see tulu_jax.models.layers.attention_implementation).
-    # "splash" also makes decoding read only the filled part of the KV cache (models/decode_attention.py).
+    # "splash" also makes decoding read only the filled part of the KV cache (models/decode_attention.py), and
+    # the continuous sampler's decode steps read the KV pages in place (models/paged_attention_kernel.py).
     attention: Literal["auto", "xla", "splash"] = "auto"
     # Splash tile sizes along queries and keys (multiples of 128); 0 = the TPU generation's default.
     splash_block_q: int = 0

@@ -99,7 +99,7 @@ class Attention(nn.Module):
         q = q.reshape(q.shape[0], length, kvh, groups, hd)  # [batch, length, kv_heads, groups, head_dim]
         splash = attention_implementation(c) == "splash"
         if isinstance(cache, PagedLayerCache):
-            out, cache = paged_attention(q, k, v, query_segment_ids, cache)
+            out, cache = paged_attention(q, k, v, query_segment_ids, cache, kernel=splash)
         elif cache is None and splash:
             # Imported here: the Pallas TPU kernels load only when asked for.
             from tulu_jax.models.splash import splash_self_attend

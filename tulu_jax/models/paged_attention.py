@@ -89,10 +89,17 @@ def attend_pages(q: jnp.ndarray, pages: jnp.ndarray, page_table: jnp.ndarray, kv
     return (weighted / row_sum[..., None]).astype(q.dtype)[:, None]
 
 
-def paged_attention(q, k, v, segment_ids, cache: PagedLayerCache) -> tuple[jnp.ndarray, PagedLayerCache]:
-    """Write this call's keys/values into the pages, then attend: the whole new rows in prefill, else the pages."""
+def paged_attention(q, k, v, segment_ids, cache: PagedLayerCache,
+                    kernel: bool = False) -> tuple[jnp.ndarray, PagedLayerCache]:
+    """Write this call's keys/values into the pages, then attend: the whole new rows in prefill, else the pages
+    (``kernel``: by the Pallas decode kernel, which reads the pages in place; else the XLA path)."""
     pages = write_pages(cache.pages, k, v, cache)
     cache = cache._replace(pages=pages)
     if cache.prefill:
         return causal_self_attend(q, k, v, segment_ids), cache
+    if kernel:
+        # Imported here: the Pallas TPU kernels load only when asked for.
+        from tulu_jax.models.paged_attention_kernel import attend_pages_over_heads
+
+        return attend_pages_over_heads(q, pages, cache.page_table, cache.kv_lengths), cache
     return attend_pages(q, pages, cache.page_table, cache.kv_lengths), cache

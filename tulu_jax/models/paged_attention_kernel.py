@@ -27,7 +27,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from tulu_jax.models.attention import MASK_VALUE
-from tulu_jax.models.backend import target_device
+from tulu_jax.models.backend import mesh_axes_for, spec_entry, target_device, traced_mesh
 
 LANES = 128  # the softmax statistics are kept lane-wide, as TPU vector registers hold them
 
@@ -61,15 +61,16 @@ def _kernel(lengths_ref, table_ref, q_ref, kv_ref, out_ref, max_ref, sum_ref, ac
                                                                   preferred_element_type=jnp.float32)
 
     @pl.when(page == pl.num_programs(2) - 1)
-    def _finish():
-        out_ref[...] = (acc_ref[...] / sum_ref[:, :1]).astype(out_ref.dtype)
+    def _finish():  # a row with no tokens (an idle decode slot) gives zeros
+        total = sum_ref[:, :1]
+        out_ref[...] = jnp.where(total > 0, acc_ref[...] / jnp.where(total > 0, total, 1.0), 0.0).astype(out_ref.dtype)
 
 
 def attend_pages_kernel(q: jnp.ndarray, pages: jnp.ndarray, page_table: jnp.ndarray, kv_lengths: jnp.ndarray,
                         interpret: Optional[bool] = None) -> jnp.ndarray:
     """What ``paged_attention.attend_pages`` computes, by the kernel: ``q [rows, 1, kv_heads, groups, head_dim]``
     over ``pages [pages, 2 * kv_heads, page_size, head_dim]`` -> ``[rows, 1, kv_heads, groups, head_dim]``.
-    Every row must hold at least one token (``kv_lengths >= 1``)."""
+    A row with ``kv_length`` 0 gives zeros."""
     if interpret is None:
         interpret = target_device()[0] != "tpu"
     rows, _, kv_heads, groups, head_dim = q.shape
@@ -98,3 +99,23 @@ def attend_pages_kernel(q: jnp.ndarray, pages: jnp.ndarray, page_table: jnp.ndar
         interpret=interpret,
     )
     return call(kv_lengths.astype(jnp.int32), page_table.astype(jnp.int32), q[:, 0], pages)[:, None]
+
+
+def attend_pages_over_heads(q: jnp.ndarray, pages: jnp.ndarray, page_table: jnp.ndarray, kv_lengths: jnp.ndarray,
+                            interpret: Optional[bool] = None) -> jnp.ndarray:
+    """The kernel on each chip of a tensor-parallel group: a ``shard_map`` over the mesh axes not already manual
+    (inside the sampler's own over the groups: the group's axes; Mosaic kernels are never partitioned
+    automatically), the query's and the pages' KV heads split over those the rules give ``kv_heads``, the rows,
+    the page table and the lengths whole. Off a mesh, one call."""
+    kernel = functools.partial(attend_pages_kernel, interpret=interpret)
+    mesh = traced_mesh()
+    manual = set(getattr(mesh, "manual_axes", ()) or ()) if mesh is not None else set()
+    free = tuple(axis for axis in mesh.axis_names if axis not in manual) if mesh is not None else ()
+    if not free:
+        return kernel(q, pages, page_table, kv_lengths)
+    heads = spec_entry(mesh_axes_for("kv_heads", q.shape[2], mesh))
+    q_spec = jax.sharding.PartitionSpec(None, None, heads, None, None)
+    pages_spec = jax.sharding.PartitionSpec(None, heads, None, None)
+    whole = jax.sharding.PartitionSpec()
+    return jax.shard_map(kernel, mesh=mesh, in_specs=(q_spec, pages_spec, whole, whole), out_specs=q_spec,
+                         axis_names=frozenset(free), check_vma=False)(q, pages, page_table, kv_lengths)

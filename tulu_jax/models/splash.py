@@ -19,12 +19,11 @@ import functools
 import math
 from typing import Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as splash
 
-from tulu_jax.models.backend import target_device
+from tulu_jax.models.backend import mesh_axes_for, spec_entry, target_device
 
 LANES = 128  # splash tiles are multiples of the TPU lane width
 
@@ -93,20 +92,6 @@ def _kernel(heads: int, length: int, sizes: splash.BlockSizes, interpret: bool):
     return splash.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
-def _mesh_axes(logical: str, size: int, mesh) -> tuple[str, ...]:
-    """The mesh axes the flax rules give ``logical``, dropping size-1 axes; () if they do not divide ``size``."""
-    target = nn.logical_to_mesh_axes((logical,))[0]
-    axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
-    axes = tuple(axis for axis in axes if mesh.shape[axis] > 1)
-    if axes and size % math.prod(mesh.shape[axis] for axis in axes):
-        return ()
-    return axes
-
-
-def _spec_entry(axes: tuple[str, ...]):
-    return None if not axes else (axes[0] if len(axes) == 1 else axes)
-
-
 def splash_self_attend(
     q: jnp.ndarray,  # [batch, length, kv_heads, groups, head_dim]
     k: jnp.ndarray,  # [batch, length, kv_heads, head_dim]
@@ -149,9 +134,9 @@ def _sharded(q, k, v, segment_ids, mesh, sizes, interpret, groups):
     """``_attend_shard`` per device: batch over the ``batch`` axes, heads over the ``heads`` axes."""
     batch, heads = q.shape[:2]
     kv_heads = k.shape[1]
-    batch_axes = _mesh_axes("batch", batch, mesh)
-    head_axes = _mesh_axes("heads", heads, mesh)
-    kv_axes = _mesh_axes("kv_heads", kv_heads, mesh)
+    batch_axes = mesh_axes_for("batch", batch, mesh)
+    head_axes = mesh_axes_for("heads", heads, mesh)
+    kv_axes = mesh_axes_for("kv_heads", kv_heads, mesh)
     kv_head_axes = None
     if head_axes and kv_axes != head_axes:
         shards = math.prod(mesh.shape[axis] for axis in head_axes)
@@ -160,9 +145,9 @@ def _sharded(q, k, v, segment_ids, mesh, sizes, interpret, groups):
             kv_axes, kv_head_axes = (), head_axes
         else:
             head_axes = kv_axes = ()
-    batch_entry = _spec_entry(batch_axes)
-    q_spec = jax.sharding.PartitionSpec(batch_entry, _spec_entry(head_axes), None, None)
-    kv_spec = jax.sharding.PartitionSpec(batch_entry, _spec_entry(kv_axes), None, None)
+    batch_entry = spec_entry(batch_axes)
+    q_spec = jax.sharding.PartitionSpec(batch_entry, spec_entry(head_axes), None, None)
+    kv_spec = jax.sharding.PartitionSpec(batch_entry, spec_entry(kv_axes), None, None)
     segment_spec = jax.sharding.PartitionSpec(batch_entry, None)
     body = functools.partial(_attend_shard, sizes=sizes, interpret=interpret, kv_head_axes=kv_head_axes,
                              groups=groups)
