@@ -133,12 +133,51 @@ def test_the_benchmark_workload_is_skewed_as_rl_responses_are():
     assert (limits <= 256 * 3 // 10).mean() >= 0.85 and (limits >= 256 // 10).all()
 
 
-def test_refills_on_a_mesh_are_refused_until_their_defect_is_found():
-    from tulu_jax.errors import ConfigError
+def test_a_prefill_projects_only_each_rows_next_token_onto_the_vocabulary(params, prompts):
+    # Regression (the refill defect on 8 CPU devices): the prefill projected every prompt token onto the
+    # vocabulary ([rows, prompt_length, vocab]) and kept one; inside the loop's conditional that projection came
+    # out wrong in its first vocabulary columns on 8 concurrently running CPU devices (SmolLM2, 30 layers), so
+    # refilled rows could start from a wrong token. Only each row's last prompt token is projected now.
+    model = sampling_layout.sampling_model(CONFIG)
+    decode = continuous.DecodeSlots(slots=2, page_size=4, refill=1)
+    function = continuous.compiled_continuous_sampler(model, SamplingConfig(temperature=0.0), NEW, STOPS, 0, decode, 1,
+                                                      None)
+    text = function.lower(sampling_layout.to_sampling_layout(params, CONFIG, None), *prompts, jax.random.PRNGKey(7),
+                          jnp.full((ROWS,), NEW, jnp.int32)).as_text()
+    assert f"x{PROMPT}x{CONFIG.vocab_size}xf32>" not in text
+    assert f"x{CONFIG.vocab_size}xf32>" in text
 
+
+def test_refilled_slots_on_a_mesh_give_one_devices_tokens(params, prompts):
+    # 8 sampling groups of one device, 2 rows each through 1 slot: every group refills its slot once.
+    mesh = sharding.make_mesh(sharding.MeshConfig(data=1, fsdp=-1, tensor=1))
+    sample_mesh = sampling_layout.sample_mesh_for(mesh, CONFIG)
+    groups = continuous.group_count(sample_mesh)
+    rows = 2 * groups
+    ids, mask = (jnp.concatenate([array, array[::-1]]) for array in prompts)
+    decode = sampling_layout.fitted_slots(continuous.DecodeSlots(slots=1, page_size=4, refill=1), CONFIG, sample_mesh,
+                                          rows // groups, PROMPT + NEW)
+    assert decode.resolve(rows // groups)[0] == 1  # no longer raised to every row of the group
+    model = sampling_layout.sampling_model(CONFIG)
+    sampling = SamplingConfig(temperature=0.0)
+    limits = jnp.full((rows,), NEW, jnp.int32)
+    alone = continuous.compiled_continuous_sampler(model, sampling, NEW, STOPS, 0, decode, 1, None)(
+        sampling_layout.to_sampling_layout(params, CONFIG, None), ids, mask, jax.random.PRNGKey(7), limits)
+    function = continuous.compiled_continuous_sampler(model, sampling, NEW, STOPS, 0, decode, groups, sample_mesh)
+    placed = sampling_layout.to_sampling_layout(params, CONFIG, sample_mesh)
+    with sharding.activate(sample_mesh, "sample"):
+        on_mesh = function(placed, ids, mask, jax.random.PRNGKey(7), limits)
+    np.testing.assert_array_equal(np.asarray(on_mesh.tokens), np.asarray(alone.tokens))
+    np.testing.assert_allclose(np.asarray(on_mesh.logprobs), np.asarray(alone.logprobs), atol=2e-5)
+    assert int(on_mesh.steps) > NEW  # the slot really took a second row
+
+
+def test_automatic_slots_on_a_mesh_follow_the_free_memory():
     mesh = sharding.make_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
     sample_mesh = sampling_layout.sample_mesh_for(mesh, CONFIG)
-    automatic = sampling_layout.fitted_slots(continuous.DecodeSlots(), CONFIG, sample_mesh, 6, 40)
-    assert automatic.resolve(6)[0] == 6  # every row of a group at once
-    with pytest.raises(ConfigError, match="decode_slots"):
-        sampling_layout.fitted_slots(continuous.DecodeSlots(slots=2), CONFIG, sample_mesh, 6, 40)
+    explicit = sampling_layout.fitted_slots(continuous.DecodeSlots(slots=2), CONFIG, sample_mesh, 6, 40)
+    assert explicit.resolve(6)[0] == 2
+    unknown = sampling_layout.fitted_slots(continuous.DecodeSlots(), CONFIG, sample_mesh, 6, 40)  # CPU: no HBM figure
+    assert unknown.resolve(6)[0] == 2  # a quarter of the rows, refilled
+    roomy = sampling_layout.fitted_slots(continuous.DecodeSlots(), CONFIG, sample_mesh, 6, 40, free_hbm_bytes=1e9)
+    assert roomy.resolve(6)[0] == 6

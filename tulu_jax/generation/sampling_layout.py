@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from tulu_jax import sharding
-from tulu_jax.errors import ConfigError, MeshError
+from tulu_jax.errors import MeshError
 from tulu_jax.models import LlamaConfig, param_logical_axes
 from tulu_jax.models.layers import _dtype
 from tulu_jax.models.params import layers_as_list, param_shapes, with_layers
@@ -134,18 +134,8 @@ def fitted_slots(decode, config: LlamaConfig, sample_mesh: Optional[Mesh], rows_
     sampling weights (``free_hbm_bytes``: the planner's figure; default: what the chip reports now)."""
     if sample_mesh is None:
         return decode
-    if 0 < decode.slots < rows_per_group:
-        raise ConfigError(
-            f"{decode.slots} decode slots for {rows_per_group} rows per sampling group: refilling slots on a mesh "
-            f"can give wrong tokens today (a known defect, issue 27); leave rollout.decode_slots at 0")
     group = sample_mesh.shape["tensor"]
     free = free_hbm_per_chip(sample_mesh) if free_hbm_bytes is None else free_hbm_bytes
     if free is not None:
         free -= sampling_weight_bytes(config) / group
-    fitted = decode.fitted(config, rows_per_group, row_tokens, group, free)
-    if fitted.resolve(rows_per_group)[0] < rows_per_group:
-        # Known defect (issue 27): on a mesh, a row prefilled into a refilled slot can decode from wrong
-        # logits (seen on SmolLM2 over 8 CPU devices). Until it is found, every row of a group decodes at once
-        # on a mesh: correct, and the same KV memory as the static sampler per row.
-        return dataclasses.replace(fitted, slots=rows_per_group)
-    return fitted
+    return decode.fitted(config, rows_per_group, row_tokens, group, free)
