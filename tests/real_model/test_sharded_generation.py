@@ -1,7 +1,8 @@
 """Greedy generation on the real model over an 8-device mesh (batch split over fsdp, as ``tulu-jax generate``
-does on several devices) against one device. It found a defect: on a mesh of several sampling groups, a row
-prefilled into a refilled decode slot could start from wrong logits (rows 5 and 15 here); refills are off on
-such meshes until that is found (``sampling_layout.fitted_slots``), and this test holds the result."""
+does on several devices) against one device, with the sampler refilling its slots on the mesh. It found a
+defect: a row prefilled into a refilled slot could start from wrong logits (rows 5 and 15 here), from the
+prefill's full [prompt, vocab] projection on 8 concurrent CPU devices; a prefill now projects only each row's
+last token (see README, "Refills on a mesh"), and this test holds the result."""
 
 import pytest
 
