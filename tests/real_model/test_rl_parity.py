@@ -1,5 +1,6 @@
 """PPO and GRPO on one fixed rollout batch sampled from the real SmolLM2-135M-Instruct: loss, KL and the
-gradient of every weight equal to a PyTorch rendering of the same formulas on transformers' model."""
+gradient of every weight equal to a PyTorch rendering of the same formulas on transformers' model (``make test``:
+the model's first 4 layers; ``slow``: all 30)."""
 
 import copy
 
@@ -25,24 +26,23 @@ TOLERANCE = 1e-4
 SCORES = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
 
 
-@pytest.fixture(scope="module")
-def torch_policy(smollm2_torch):
-    """transformers' model for the reference side, shared by both algorithms (only gradients are taken)."""
-    return with_trainable_pad_row(copy.deepcopy(smollm2_torch))
+OBJECTIVES = {
+    "ppo": RLObjectiveConfig(advantage_estimator="gae", policy_loss="ppo"),
+    "grpo": RLObjectiveConfig(advantage_estimator="grpo", policy_loss="grpo", group_size=GROUP, kl_beta=0.04),
+}
 
 
-@pytest.fixture(scope="module")
-def rollout(smollm2_ours, smollm2_tokenizer, torch_policy):
+def sample_rollout(ours_model, tokenizer, torch_policy):
     """Sampled responses (our sampler, temperature 1, seed 0) to GSM8K prompts, ``GROUP`` per prompt, with old and
     reference log-probs set apart from the current policy's (ratios off 1, some clipped) and fixed values for GAE.
     The current log-probs come from transformers' model (no grad): one forward instead of a JAX compilation."""
-    config, params = smollm2_ours
-    prompts = [encode_prompt(smollm2_tokenizer, [{"role": "user", "content": row["question"]}])
+    config, params = ours_model
+    prompts = [encode_prompt(tokenizer, [{"role": "user", "content": row["question"]}])
                for row in gsm8k_rows("test", PROMPTS, 200) for _ in range(GROUP)]
-    prompt_ids, prompt_mask = left_pad(prompts, smollm2_tokenizer.pad_id)
+    prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_id)
     sampled = generate(params, config, prompt_ids, prompt_mask, jax.random.PRNGKey(0),
                        sampling=SamplingConfig(temperature=1.0), max_new_tokens=NEW_TOKENS,
-                       stop_ids=[smollm2_tokenizer.eos_id], pad_id=smollm2_tokenizer.pad_id)
+                       stop_ids=[tokenizer.eos_id], pad_id=tokenizer.pad_id)
     lengths = np.asarray(sampled.lengths)
     response_mask = (np.arange(NEW_TOKENS)[None] < lengths[:, None]).astype(np.float32)
     segment_ids = np.concatenate([prompt_mask, response_mask.astype(np.int32)], axis=1)
@@ -59,22 +59,52 @@ def rollout(smollm2_ours, smollm2_tokenizer, torch_policy):
             "values": np.random.default_rng(1).normal(size=response_mask.shape).astype(np.float32) * 0.5}
 
 
-def ours(config, params, rollout, objective):
-    """Loss, metrics, per-token rewards (PPO) and HF-named gradients from tulu-jax's registry functions."""
+def ours(config, params, rollout) -> dict:
+    """Per algorithm: loss, metrics, per-token rewards (PPO) and HF-named gradients from tulu-jax's registry
+    functions. Both algorithms in one compiled function: one forward, its VJP applied to each loss's gradient
+    with respect to the log-probs (the chain rule autodiff applies to the composite)."""
     mask = rollout["response_mask"]
-    estimated = get_advantage_estimator(objective.advantage_estimator)(
+    estimated = {name: get_advantage_estimator(objective.advantage_estimator)(
         Rollout(SCORES, mask, rollout["old_logprobs"], rollout["reference_logprobs"], rollout["values"]), objective)
-    policy_loss = get_policy_loss(objective.policy_loss)
-    normaliser = get_loss_aggregation(objective.loss_aggregation)(mask)
+        for name, objective in OBJECTIVES.items()}
 
-    def loss_fn(params):
-        logprobs, _ = response_logprobs(params, config, rollout["batch"], rollout["prompt_length"], 1.0, NEW_TOKENS)
-        per_token, metrics = policy_loss(logprobs, rollout["old_logprobs"], rollout["reference_logprobs"],
-                                         estimated.advantages, mask, objective)
-        return aggregate_policy_loss(per_token, mask, normaliser), metrics
+    def losses_and_grads(params):
+        logprobs, pull_back = jax.vjp(
+            lambda p: response_logprobs(p, config, rollout["batch"], rollout["prompt_length"], 1.0, NEW_TOKENS)[0],
+            params)
+        out = {}
+        for name, objective in OBJECTIVES.items():
+            policy_loss = get_policy_loss(objective.policy_loss)
+            normaliser = get_loss_aggregation(objective.loss_aggregation)(mask)
 
-    (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(jax.tree.map(jnp.asarray, params))
-    return float(loss), jax.device_get(metrics), estimated.rewards, hf_tensors_from_params(jax.device_get(grads), config)
+            def loss_of(logprobs, objective=objective, policy_loss=policy_loss, normaliser=normaliser, name=name):
+                per_token, metrics = policy_loss(logprobs, rollout["old_logprobs"], rollout["reference_logprobs"],
+                                                 estimated[name].advantages, mask, objective)
+                return aggregate_policy_loss(per_token, mask, normaliser), metrics
+
+            (loss, metrics), cotangent = jax.value_and_grad(loss_of, has_aux=True)(logprobs)
+            out[name] = (loss, metrics, pull_back(cotangent)[0])
+        return out
+
+    results = jax.device_get(jax.jit(losses_and_grads)(jax.tree.map(jnp.asarray, params)))
+    return {name: (float(loss), metrics, estimated[name].rewards, hf_tensors_from_params(grads, config))
+            for name, (loss, metrics, grads) in results.items()}
+
+
+@pytest.fixture(scope="module")
+def shallow_case(smollm2_shallow_ours, smollm2_shallow_torch, smollm2_tokenizer):
+    """The model's first 4 layers (conftest): rollout, transformers' twin and our results for both algorithms."""
+    policy = with_trainable_pad_row(smollm2_shallow_torch)  # used only here; only gradients are taken
+    rollout = sample_rollout(smollm2_shallow_ours, smollm2_tokenizer, policy)
+    return rollout, policy, ours(*smollm2_shallow_ours, rollout)
+
+
+@pytest.fixture(scope="module")
+def full_case(smollm2_ours, smollm2_torch, smollm2_tokenizer):
+    """All 30 layers (transformers' model a deep copy of the session's, only gradients are taken)."""
+    policy = with_trainable_pad_row(copy.deepcopy(smollm2_torch))
+    rollout = sample_rollout(smollm2_ours, smollm2_tokenizer, policy)
+    return rollout, policy, ours(*smollm2_ours, rollout)
 
 
 def theirs(model, rollout, objective):
@@ -102,14 +132,10 @@ def theirs(model, rollout, objective):
     return float(loss.detach()), float(reference.masked_mean(kl, mask32).detach()), rewards, grads
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
-def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, smollm2_ours, torch_policy, rollout):
-    config, params = smollm2_ours
-    if algorithm == "ppo":
-        objective = RLObjectiveConfig(advantage_estimator="gae", policy_loss="ppo")
-    else:
-        objective = RLObjectiveConfig(advantage_estimator="grpo", policy_loss="grpo", group_size=GROUP, kl_beta=0.04)
-    our_loss, metrics, our_rewards, our_grads = ours(config, params, rollout, objective)
+def compare(algorithm, case):
+    rollout, torch_policy, our_results = case
+    objective = OBJECTIVES[algorithm]
+    our_loss, metrics, our_rewards, our_grads = our_results[algorithm]
     their_loss, their_kl, their_rewards, their_grads = theirs(torch_policy, rollout, objective)
 
     # Per tensor: ‖ours − torch‖ / ‖torch‖ (sums over every position, e.g. a norm's weight, round differently
@@ -131,3 +157,14 @@ def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, smollm2_ours
         assert abs(float(metrics["kl"]) - their_kl) <= TOLERANCE * max(1.0, their_kl)
     assert set(our_grads) >= set(their_grads)
     assert max(worst.values()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_loss_kl_and_gradients_equal_a_pytorch_rendering(algorithm, shallow_case):
+    compare(algorithm, shallow_case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_loss_kl_and_gradients_equal_a_pytorch_rendering_30_layers(algorithm, full_case):
+    compare(algorithm, full_case)
