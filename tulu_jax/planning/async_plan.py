@@ -262,10 +262,7 @@ def render_async(plan: AsyncPlan) -> str:
         f"{transfer.staging_seconds * 1e3:.1f} ms (compiled{_staging_ici(transfer)}) + copies within each VM "
         f"{transfer.copy_seconds * 1e3:.1f} ms ({transfer.shares_per_learner_chip} share(s) per learner chip "
         f"over one ICI link)",
-        f"  step         synchronous {plan.sync_step_seconds:.2f} s (rollout {plan.sync_rollout_seconds:.2f} + learner "
-        f"{plan.sync_learner_seconds:.2f}); asynchronous {plan.step_seconds:.2f} s = max(rollout "
-        f"{plan.rollout_seconds:.2f}, learner {plan.learner_seconds:.2f}) + transfer {transfer.seconds:.3f} "
-        f"({plan.sync_step_seconds / plan.step_seconds:.2f}× if the sub-meshes overlap fully: unmeasured)",
+        _step_line(plan),
     ]
     if plan.estimates:
         best = min(plan.estimates, key=lambda e: e.step_seconds)
@@ -275,6 +272,20 @@ def render_async(plan: AsyncPlan) -> str:
             f"(rollout {e.rollout_seconds:.2f}, learner {e.learner_seconds:.2f})" for e in shown)
             + f"; advised rollout.sampler_chips={best.sampler_chips}")
     return "\n".join(lines)
+
+
+def _step_line(plan: AsyncPlan) -> str:
+    synchronous = (f"  step         synchronous {plan.sync_step_seconds:.2f} s (rollout {plan.sync_rollout_seconds:.2f} + "
+                   f"learner {plan.sync_learner_seconds:.2f}); ")
+    refused = [p.name for p in plan.sampler + plan.learner if p.out_of_memory is not None]
+    if refused:
+        return synchronous + (f"asynchronous: none on this split, the compiler refused {', '.join(refused)} on its "
+                              "sub-mesh (raise ppo.micro_batches, or give that side more chips with "
+                              "rollout.sampler_chips)")
+    return synchronous + (f"asynchronous {plan.step_seconds:.2f} s = max(rollout {plan.rollout_seconds:.2f}, learner "
+                          f"{plan.learner_seconds:.2f}) + transfer {plan.transfer.seconds:.3f} "
+                          f"({plan.sync_step_seconds / plan.step_seconds:.2f}× if the sub-meshes overlap fully: "
+                          "unmeasured)")
 
 
 def _staging_ici(transfer: WeightTransfer) -> str:
