@@ -136,3 +136,22 @@ def single_and_multi(workspace: Path, name: str, arguments_for, timeout: float =
     for result in results:
         assert result.returncodes == [0] * len(result.returncodes), "\n\n".join(log[-3000:] for log in result.stderr)
     return directories, results
+
+
+def killed_and_rerun(arguments: list[str], output_dir: Path, checkpoint: int, log_dir: Path,
+                     timeout: float = 900) -> Result:
+    """Start ``tulu-jax ARGUMENTS`` as 2 processes × 4 devices, SIGKILL both once ``checkpoint`` is saved under
+    ``output_dir``, check nothing was exported, and rerun the same commands (which must resume and succeed)."""
+    processes = start(arguments, 2, 4, log_dir / "killed")
+    deadline = time.monotonic() + timeout
+    while not (output_dir / "checkpoints" / str(checkpoint)).is_dir():
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "no checkpoint appeared"
+        time.sleep(0.2)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (output_dir / "hf").exists()
+    rerun = run(arguments, 2, 4, log_dir / "rerun", timeout=timeout)
+    assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
+    assert "resumed from" in rerun.stderr[0]
+    return rerun

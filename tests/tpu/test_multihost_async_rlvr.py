@@ -8,8 +8,6 @@ whole-array gather. A 2-process run SIGKILLed after its second checkpoint (a rol
 learner) and rerun exports the uninterrupted run's bytes.
 """
 
-import signal
-import time
 
 import pytest
 
@@ -65,16 +63,5 @@ def test_a_killed_async_run_resumes_to_the_same_export(workspace, ppo_runs):
     _, uninterrupted = ppo_runs
     output_dir = workspace / "ppo_killed"
     arguments = rlvr_arguments(workspace, output_dir, *PPO, *ASYNC)
-    processes = launch.start(arguments, 2, 4, workspace / "logs" / "ppo_killed")
-    deadline = time.monotonic() + TIMEOUT
-    while not (output_dir / "checkpoints" / "2").is_dir():
-        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "no checkpoint appeared"
-        time.sleep(0.2)
-    for process in processes:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert not (output_dir / "hf").exists()
-    rerun = launch.run(arguments, 2, 4, workspace / "logs" / "ppo_rerun", timeout=TIMEOUT)
-    assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
-    assert "resumed from" in rerun.stderr[0]
+    launch.killed_and_rerun(arguments, output_dir, 2, workspace / "logs" / "ppo_killed", TIMEOUT)
     assert_same_weights(output_dir / "hf", uninterrupted / "hf")

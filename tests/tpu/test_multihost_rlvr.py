@@ -9,8 +9,6 @@ checkpoint and rerun ends with an export bit-identical to the uninterrupted run 
 """
 
 import json
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -115,18 +113,7 @@ def test_a_killed_ppo_run_resumes_to_the_same_export(workspace, ppo_runs):
     _, uninterrupted = ppo_runs
     output_dir = workspace / "ppo_killed"
     arguments = rlvr_arguments(workspace, output_dir, *PPO)
-    processes = launch.start(arguments, 2, 4, workspace / "logs" / "ppo_killed")
-    deadline = time.monotonic() + TIMEOUT
-    while not (output_dir / "checkpoints" / "2").is_dir():
-        assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "no checkpoint appeared"
-        time.sleep(0.2)
-    for process in processes:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert not (output_dir / "hf").exists()
-    rerun = launch.run(arguments, 2, 4, workspace / "logs" / "ppo_rerun", timeout=TIMEOUT)
-    assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
-    assert "resumed from" in rerun.stderr[0]
+    launch.killed_and_rerun(arguments, output_dir, 2, workspace / "logs" / "ppo_killed", TIMEOUT)
     assert_same_weights(output_dir / "hf", uninterrupted / "hf")
 
 

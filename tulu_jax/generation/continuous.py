@@ -29,7 +29,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
@@ -44,7 +43,6 @@ from tulu_jax.generation.sampling import SamplingConfig, choose_row_tokens, toke
 from tulu_jax.models import Llama, LlamaConfig
 from tulu_jax.models.layers import _dtype
 from tulu_jax.models.paged_attention import PagedLayerCache
-from tulu_jax.models.rope import rotary_tables
 
 
 # One group's pages of one layer: [pages, 2 * kv_heads, page_size, head_dim], split over the group's tensor axis.
@@ -149,29 +147,6 @@ def _generate_continuous(
                             out["peak_pages"].max(), out["steps"].max())
 
 
-def _prefill_last_logits(model: Llama, ids, positions, segment_ids, pages: tuple, where: PagedLayerCache,
-                         last: jnp.ndarray) -> tuple[jnp.ndarray, tuple]:
-    """``Llama.with_pages`` for a prefill that needs only each row's next-token logits: the trunk over all
-    tokens (every key and value written to the pages), then the final norm and the vocabulary projection on
-    token ``last[r]`` of row ``r`` alone: ``[rows, vocab]``.
-
-    Projecting only that token is ``prompt_length`` times less work than logits for every token, and it
-    avoids a defect of XLA's CPU runtime: the ``[prompt_length, vocab]`` projection of the refill prefill
-    (inside the loop's conditional) came out wrong in its first 336 vocabulary columns on 8 concurrently
-    running CPU devices with SmolLM2-135M (30 layers; the per-device program was identical to a 2-device one
-    that computed it right), so refilled rows whose best first token had an id below 336 started elsewhere.
-    """
-    x = model.embed_tokens(ids)
-    x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-    cos, sin = rotary_tables(model.config, positions)
-    new_pages = []
-    for index, layer in enumerate(model.layer_list):
-        x, layer_cache = layer(x, cos, sin, segment_ids, segment_ids, where._replace(pages=pages[index]), None)
-        new_pages.append(layer_cache.pages)
-    x = jnp.take_along_axis(x, last[:, None, None], axis=1)  # [rows, 1, hidden]
-    return model.logits(model.norm(x))[:, 0], tuple(new_pages)
-
-
 def _one_group(params, prompt_ids, prompt_mask, limits, first_row, *, key, config: LlamaConfig,
                sampling: SamplingConfig, max_new_tokens: int, stop_ids: tuple[int, ...], pad_id: int,
                decode: DecodeSlots, mesh: Optional[Mesh]) -> dict:
@@ -211,8 +186,13 @@ def _one_group(params, prompt_ids, prompt_mask, limits, first_row, *, key, confi
         real = (positions < length[:, None]) & valid[:, None]
         write_pages = jnp.where(real, jnp.take_along_axis(pool.table[chosen], positions // page_size, axis=1), scratch)
         where = PagedLayerCache(None, pool.table[chosen], write_pages, positions % page_size, length, prefill=True)
+        # Only each row's last token is projected onto the vocabulary: prompt-length times less head work, and
+        # it avoids a defect of XLA's CPU runtime (decode_options.py): the [prompt_length, vocab] projection of
+        # a refill prefill inside the loop came out wrong in its first 336 columns on 8 concurrent CPU devices
+        # (SmolLM2-135M, 30 layers), while the per-device program equalled a 2-device one that was right.
         last, pages = model.apply({"params": params}, ids, positions, real.astype(jnp.int32), state["pages"], where,
-                                  length - 1, method=_prefill_last_logits)  # [count, vocab]
+                                  length - 1, method=Llama.with_pages)
+        last = last[:, 0]  # [count, vocab]
         keep = lambda old, new: old.at[chosen].set(jnp.where(valid.reshape(-1, *[1] * (new.ndim - 1)), new, old[chosen]))
         return {
             **state,

@@ -120,8 +120,10 @@ class Llama(nn.Module):
         segment_ids: jnp.ndarray,  # [rows, length]: 1 on real tokens (prefill pads: 0)
         pages: tuple,  # per layer [pages, 2 * kv_heads, page_size, head_dim]
         where: PagedLayerCache,  # page table, write slots and lengths; its ``pages`` field is unused
+        last: Optional[jnp.ndarray] = None,  # [rows]: project only token ``last[r]`` of row ``r`` (a prefill)
     ) -> tuple[jnp.ndarray, tuple]:
-        """The trunk over a paged KV cache (unrolled layers only); returns logits and the updated pages."""
+        """The trunk over a paged KV cache (unrolled layers only); returns logits (``[rows, length, vocab]``, or
+        ``[rows, 1, vocab]`` with ``last``) and the updated pages. Every token's keys and values are written."""
         if self.config.scan_layers:
             raise ValueError("paged decoding runs on unrolled layers; unstack them first (models.params.with_layers)")
         x = self.embed_tokens(input_ids)
@@ -131,6 +133,8 @@ class Llama(nn.Module):
         for index, layer in enumerate(self.layer_list):
             x, layer_cache = layer(x, cos, sin, segment_ids, segment_ids, where._replace(pages=pages[index]), None)
             new_pages.append(layer_cache.pages)
+        if last is not None:
+            x = jnp.take_along_axis(x, last[:, None, None], axis=1)  # [rows, 1, hidden]
         return self.logits(self.norm(x)), tuple(new_pages)
 
     def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
