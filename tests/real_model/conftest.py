@@ -24,21 +24,30 @@ def smollm2_tokenizer(smollm2_dir):
     return load_tokenizer(smollm2_dir)
 
 
-@pytest.fixture(scope="session")
-def smollm2_ours(smollm2_dir):
+def ours(directory):
     """``(config, params)`` as the training stages load them (float32, scanned layers)."""
     from tulu_jax.hf import load_hf_checkpoint
 
-    return load_hf_checkpoint(smollm2_dir)
+    return load_hf_checkpoint(directory)
 
 
-@pytest.fixture(scope="session")
-def smollm2_torch(smollm2_dir):
+def torch_model(directory):
+    """The transformers model in float32, in eval mode, after seeding torch."""
     import torch
     import transformers
 
     torch.manual_seed(0)
-    return transformers.LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    return transformers.LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_ours(smollm2_dir):
+    return ours(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_torch(smollm2_dir):
+    return torch_model(smollm2_dir)
 
 
 SHALLOW_LAYERS = 4
@@ -72,15 +81,9 @@ def smollm2_shallow_dir(smollm2_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2_shallow_ours(smollm2_shallow_dir):
-    from tulu_jax.hf import load_hf_checkpoint
-
-    return load_hf_checkpoint(smollm2_shallow_dir)
+    return ours(smollm2_shallow_dir)
 
 
 @pytest.fixture(scope="session")
 def smollm2_shallow_torch(smollm2_shallow_dir):
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM.from_pretrained(smollm2_shallow_dir, dtype=torch.float32).eval()
+    return torch_model(smollm2_shallow_dir)

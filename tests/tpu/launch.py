@@ -155,3 +155,13 @@ def killed_and_rerun(arguments: list[str], output_dir: Path, checkpoint: int, lo
     assert rerun.returncodes == [0, 0], rerun.stderr[0][-3000:]
     assert "resumed from" in rerun.stderr[0]
     return rerun
+
+
+def rlvr_workspace(tmp_path_factory, name: str) -> Path:
+    """A folder with the RLVR runs' inputs (a Hugging Face policy, prompts) and the gather counter."""
+    from tests.helpers.rlvr_inputs import make_rlvr_inputs
+
+    root = tmp_path_factory.mktemp(name)
+    make_rlvr_inputs(root)
+    install_gather_counter(root / "counter")
+    return root

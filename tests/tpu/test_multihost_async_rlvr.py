@@ -12,7 +12,6 @@ learner) and rerun exports the uninterrupted run's bytes.
 import pytest
 
 from tests.helpers.killed_runs import assert_same_weights
-from tests.helpers.rlvr_inputs import make_rlvr_inputs
 from tests.tpu import launch
 from tests.tpu.test_multihost_rlvr import GRPO, PPO, TIMEOUT, assert_runs_equal, rlvr_arguments, step_metrics
 
@@ -22,10 +21,7 @@ ASYNC = ["rollout.async_steps=1", "objective.off_policy_correction=tis", "mesh.d
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multihost_async_rlvr")
-    make_rlvr_inputs(root)
-    launch.install_gather_counter(root / "counter")
-    return root
+    return launch.rlvr_workspace(tmp_path_factory, "multihost_async_rlvr")
 
 
 def run_both(workspace, name, extra):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.killed_runs import assert_same_weights
-from tests.helpers.rlvr_inputs import make_rlvr_inputs, rlvr_input_arguments
+from tests.helpers.rlvr_inputs import rlvr_input_arguments
 from tests.tpu import launch
 from tulu_jax.hf import read_checkpoint_dir
 
@@ -37,10 +37,7 @@ def rlvr_arguments(workspace, output_dir, *extra):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multihost_rlvr")
-    make_rlvr_inputs(root)
-    launch.install_gather_counter(root / "counter")
-    return root
+    return launch.rlvr_workspace(tmp_path_factory, "multihost_rlvr")
 
 
 def run_both(workspace, name, extra):
