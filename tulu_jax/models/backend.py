@@ -27,13 +27,19 @@ def traced_mesh():
     return None if mesh.empty else mesh
 
 
+def free_axes(mesh) -> tuple[str, ...]:
+    """The axes of ``mesh`` not already manual (inside a ``shard_map`` over some of them), in mesh order."""
+    manual = set(getattr(mesh, "manual_axes", ()) or ())
+    return tuple(axis for axis in mesh.axis_names if axis not in manual)
+
+
 def mesh_axes_for(logical: str, size: int, mesh) -> tuple[str, ...]:
     """The mesh axes the flax rules in force give ``logical``, dropping size-1 axes and axes already manual
     (inside a ``shard_map``); () if they do not divide ``size``."""
     target = nn.logical_to_mesh_axes((logical,))[0]
     axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
-    manual = set(getattr(mesh, "manual_axes", ()) or ())
-    axes = tuple(axis for axis in axes if mesh.shape[axis] > 1 and axis not in manual)
+    free = free_axes(mesh)
+    axes = tuple(axis for axis in axes if mesh.shape[axis] > 1 and axis in free)
     if axes and size % math.prod(mesh.shape[axis] for axis in axes):
         return ()
     return axes

@@ -27,7 +27,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from tulu_jax.models.attention import MASK_VALUE
-from tulu_jax.models.backend import mesh_axes_for, spec_entry, target_device, traced_mesh
+from tulu_jax.models.backend import free_axes, mesh_axes_for, spec_entry, target_device, traced_mesh
 
 LANES = 128  # the softmax statistics are kept lane-wide, as TPU vector registers hold them
 
@@ -109,8 +109,7 @@ def attend_pages_over_heads(q: jnp.ndarray, pages: jnp.ndarray, page_table: jnp.
     the page table and the lengths whole. Off a mesh, one call."""
     kernel = functools.partial(attend_pages_kernel, interpret=interpret)
     mesh = traced_mesh()
-    manual = set(getattr(mesh, "manual_axes", ()) or ()) if mesh is not None else set()
-    free = tuple(axis for axis in mesh.axis_names if axis not in manual) if mesh is not None else ()
+    free = free_axes(mesh) if mesh is not None else ()
     if not free:
         return kernel(q, pages, page_table, kv_lengths)
     heads = spec_entry(mesh_axes_for("kv_heads", q.shape[2], mesh))

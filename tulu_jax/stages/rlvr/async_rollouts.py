@@ -112,8 +112,6 @@ class AsyncRollouts:
         version = self._current_version(state)
         started = time.perf_counter()
         weights = self.sampler_weights(state.params["policy"])
-        jax.block_until_ready(weights)
-        transfer_seconds = time.perf_counter() - started
         queue = list(state.queue)
         for offset, prompts in enumerate(prompt_batches[:-1], start=1):  # a fresh start: steps 1 .. k
             queue.append(self._sample(weights, prompts, version + offset, version)[0])
@@ -123,6 +121,8 @@ class AsyncRollouts:
             raise TuluError(f"the rollout for step {version + 1} was sampled {lag} policy versions ago, more than "
                             f"rollout.async_steps={self.steps_ahead}; the queue is out of order")
         learner_state, metrics = self.rlvr.device(train_state(state), consumed.batch)  # dispatched, not awaited
+        jax.block_until_ready(weights)  # timed once the update is dispatched, so the learner never waits on it
+        transfer_seconds = time.perf_counter() - started
         started = time.perf_counter()
         ahead, rollout_metrics = self._sample(weights, prompt_batches[-1], version + 1 + self.steps_ahead, version)
         rollout_seconds = time.perf_counter() - started
